@@ -1,0 +1,39 @@
+"""`python -m bench <command>`: every sub-command lives in its own module in bench/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench.errors import BenchError
+
+# Sub-command modules; each defines NAME, HELP, add_arguments(parser) and execute(args) -> int.
+COMMANDS = ["run", "table", "list"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark continual user-representation learning methods (Conure/TERACON protocol).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for module_name in COMMANDS:
+        module = importlib.import_module(f"bench.commands.{module_name}")
+        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(execute=module.execute)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.execute(args) or 0)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

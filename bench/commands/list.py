@@ -1,0 +1,38 @@
+"""`list`: the registered methods and datasets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tabulate import tabulate
+
+from bench.registry import DATASETS, METHODS
+from bench.runner import resolve_methods
+
+NAME = "list"
+HELP = "list the available methods and datasets"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", nargs="?", choices=["methods", "datasets"], help="list only one kind")
+
+
+def execute(args: argparse.Namespace) -> int:
+    if args.what in (None, "methods"):
+        rows = [(name, _summary(METHODS.get(name)), METHODS.get(name).paper)
+                for name in resolve_methods(["all"])]
+        print(tabulate(rows, headers=["method", "what it does", "paper"], tablefmt="simple"))
+    if args.what is None:
+        print()
+    if args.what in (None, "datasets"):
+        rows = [(name, DATASETS.get(name).summary) for name in DATASETS.names()]
+        print(tabulate(rows, headers=["dataset", "what it is"], tablefmt="simple"))
+    return 0
+
+
+def _summary(cls) -> str:
+    """First line of the method module's docstring, without the 'Name: ' prefix."""
+    text = (sys.modules[cls.__module__].__doc__ or "").strip()
+    first = text.splitlines()[0] if text else ""
+    return first.split(": ", 1)[-1] if first.startswith(cls.registered_name) else first

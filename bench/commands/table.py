@@ -1,0 +1,24 @@
+"""`table`: print the comparison table and forgetting matrices of a stored run."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.commands.common import add_format_arguments, add_results_argument
+from bench.store import RunStore
+from bench.tables import render_run
+
+NAME = "table"
+HELP = "print the paper-style table and forgetting matrices of a stored run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", help="run directory name under results/runs (or a path)")
+    add_results_argument(parser)
+    add_format_arguments(parser)
+
+
+def execute(args: argparse.Namespace) -> int:
+    store = RunStore.open(args.run_id, args.results)
+    print(render_run(store.records(), args.format, matrices=not args.no_matrices))
+    return 0

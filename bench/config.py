@@ -1,0 +1,114 @@
+"""Plain dataclasses for run configuration, loadable from JSON/TOML and `--set key=value`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+
+@dataclass
+class BackboneConfig:
+    """NextItNet shape; dilations (1, 4) per block pair as in the Conure/TERACON code."""
+
+    embedding_dim: int = 64
+    dilations: list[int] = field(default_factory=lambda: [1, 4])
+    kernel_size: int = 3
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 3  # epochs without validation gain before stopping
+    eval_batch_size: int = 512
+
+
+@dataclass
+class RunConfig:
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=lambda: ["all"])
+    order: list[int] | None = None  # 1-based task numbers; None = the dataset's order
+    seed: int = 0
+    device: str = "auto"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass `cls` from a dict, rejecting unknown keys with a clear message."""
+    if not isinstance(data, dict):
+        raise BenchError(f"{where}: expected a table of settings, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise BenchError(
+            f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    values = {}
+    for name, value in data.items():
+        nested = _dataclass_type(known[name])
+        values[name] = from_dict(nested, value, f"{where}.{name}") if nested else value
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise BenchError(f"{where}: {error}") from None
+
+
+def _dataclass_type(f: dataclasses.Field) -> type | None:
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise BenchError(f"cannot read config {path}: {error.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        raise BenchError(f"{path}: malformed config: {error}") from None
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply `a.b.c=value` to a nested dict; the value is parsed as JSON when it can be."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise BenchError(f"--set expects key=value, got '{assignment}'")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise BenchError(f"--set {key}: '{part}' is not a group of settings")
+    node[leaf] = value
+
+
+def build_run_config(data: dict[str, Any]) -> RunConfig:
+    config = from_dict(RunConfig, data)
+    for name, value in (("seed", config.seed),):
+        if not isinstance(value, int):
+            raise BenchError(f"config.{name}: expected an integer, got {value!r}")
+    return config

@@ -1,0 +1,123 @@
+"""The continual protocol: train each method step by step, evaluate every seen task after each.
+
+After step i (which ends at task position i) every task learnt so far is scored on its test
+split, filling row i of R. Each finished step is checkpointed, so `--resume` retrains
+nothing that already finished.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from functools import partial
+
+import torch
+from tqdm.auto import tqdm
+
+from bench.config import RunConfig
+from bench.errors import BenchError
+from bench.io import write_json
+from bench.registry import METHODS
+from bench.store import MethodRecord, RunStore
+from bench.tasks import Dataset, Task
+from bench.training import evaluate
+from datasets.base import load_dataset
+from methods.base import MethodContext
+
+# The column order of Conure's and TERACON's tables.
+PAPER_ORDER = ["DNN", "SinMo", "SinMoAll", "FineSmax", "FineAll", "PeterRec", "MTL", "Conure", "HAT", "TERACON"]
+
+
+def resolve_methods(names: list[str]) -> list[str]:
+    """Canonical names, 'all' expanded to every registered method in the papers' order."""
+    resolved: list[str] = []
+    for name in names:
+        expanded = METHODS.names() if name.lower() == "all" else [METHODS.canonical(name)]
+        resolved += [n for n in expanded if n not in resolved]
+    rank = {name: index for index, name in enumerate(PAPER_ORDER)}
+    return sorted(resolved, key=lambda n: rank.get(n, len(rank)))
+
+
+def resolve_order(order: list[int] | None, n_tasks: int) -> list[int]:
+    if order is None:
+        return list(range(1, n_tasks + 1))
+    if sorted(order) != sorted(set(order)) or not all(1 <= t <= n_tasks for t in order):
+        raise BenchError(f"order {order}: expected distinct task numbers between 1 and {n_tasks}")
+    return list(order)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"device '{name}' requested but CUDA is not available")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise BenchError(f"unknown device '{name}': {error}") from None
+
+
+def prepare(config: RunConfig) -> tuple[Dataset, list[Task], list[str]]:
+    dataset = load_dataset(config.dataset, config.dataset_options, config.data_dir)
+    order = resolve_order(config.order, len(dataset.tasks))
+    return dataset, dataset.ordered(order), resolve_methods(config.methods)
+
+
+def run(config: RunConfig, store: RunStore, progress: bool = True) -> list[MethodRecord]:
+    """Run (or resume) every configured method; returns their records."""
+    dataset, tasks, methods = prepare(config)
+    device = resolve_device(config.device)
+    context = MethodContext(
+        n_items=dataset.n_items, backbone=config.backbone, train=config.train, device=device,
+        seed=config.seed, cache_dir=store.cache_dir, progress=progress, first_task=tasks[0],
+    )
+    records = []
+    bar = tqdm(methods, desc="methods", disable=not progress, unit="method")
+    for name in bar:
+        bar.set_postfix(method=name)
+        records.append(run_method(name, tasks, context, store, config))
+    return records
+
+
+def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunStore,
+               config: RunConfig) -> MethodRecord:
+    record = store.load_record(name)
+    if record is not None and record.complete:
+        return record
+    checkpoint = store.load_checkpoint(name, context.device)
+    if checkpoint is not None:
+        method, record = checkpoint["method"], MethodRecord(**checkpoint["record"])
+        torch.set_rng_state(checkpoint["rng"])
+    else:
+        torch.manual_seed(config.seed)
+        method = METHODS.get(name).build(context, config.method_options.get(name))
+        record = MethodRecord(name, [t.name for t in tasks], {t.name: t.primary_metric for t in tasks})
+    seen: list[int] = []
+    for index, positions in enumerate(method.schedule(len(tasks))):
+        seen += [p for p in positions if p not in seen]
+        if index < len(record.steps):
+            continue  # finished before the interruption
+        started = time.perf_counter()
+        method.train()
+        method.learn([tasks[p] for p in positions], context)
+        method.eval()
+        seconds = time.perf_counter() - started
+        scores = {
+            tasks[p].name: evaluate(tasks[p], tasks[p].test, partial(method.scores, tasks[p]),
+                                    context.device, context.train.eval_batch_size)
+            for p in seen
+        }
+        record.steps.append({
+            "row": max(positions), "tasks": [tasks[p].name for p in positions], "scores": scores,
+            "seconds": seconds, "parameters": method.parameter_count(),
+            "backbones": method.n_backbones(),
+        })
+        record.variants = getattr(method, "variant_scores", {})
+        store.save_checkpoint(name, {"method": method, "record": asdict(record),
+                                     "rng": torch.get_rng_state()})
+        store.save_record(record)
+        write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
+    record.complete = True
+    store.save_record(record)
+    store.drop_checkpoint(name)
+    return record

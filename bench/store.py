@@ -1,0 +1,169 @@
+"""The results store: one directory per run, one sub-directory per method.
+
+    results/runs/<run-id>/config.json        the resolved configuration (rerun it with --config)
+    results/runs/<run-id>/environment.json   seed, versions, device, commit
+    results/runs/<run-id>/cache/             the shared T1 model
+    results/runs/<run-id>/methods/<M>/result.json   per step: scores of every seen task
+    results/runs/<run-id>/methods/<M>/R.csv         the primary-metric matrix R[i][j]
+    results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished
+
+Every file is written atomically, and a method's checkpoint carries its own result record,
+so a run killed at any moment resumes from the last finished step.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import secrets
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.errors import BenchError
+from bench.io import read_json, write_json, write_text, write_torch
+
+DEFAULT_ROOT = Path("results")
+
+
+@dataclass
+class MethodRecord:
+    method: str
+    tasks: list[str]  # task names in training order
+    metrics: dict[str, str]  # task name -> primary metric
+    steps: list[dict] = field(default_factory=list)
+    variants: dict[str, dict] = field(default_factory=dict)  # e.g. "Conure-": {task: metrics}
+    complete: bool = False
+
+    def matrix(self, metric: str | None = None) -> np.ndarray:
+        """R[i][j]: task j's score after step ending at position i (NaN where not evaluated)."""
+        n = len(self.tasks)
+        R = np.full((n, n), np.nan)
+        for step in self.steps:
+            for name, scores in step["scores"].items():
+                key = metric or self.metrics[name]
+                R[step["row"], self.tasks.index(name)] = scores.get(key, np.nan)
+        return R
+
+    def matrix_frame(self, metric: str | None = None) -> pd.DataFrame:
+        labels = [f"T{i + 1}" for i in range(len(self.tasks))]
+        return pd.DataFrame(self.matrix(metric), index=[f"after {label}" for label in labels], columns=labels)
+
+    @property
+    def last_step(self) -> dict:
+        return self.steps[-1] if self.steps else {}
+
+
+class RunStore:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    # --- creation and lookup ---------------------------------------------------------------
+    @classmethod
+    def create(cls, config: dict, root: Path = DEFAULT_ROOT, run_id: str | None = None) -> "RunStore":
+        run_id = run_id or new_run_id(config)
+        store = cls(Path(root) / "runs" / run_id)
+        if (store.directory / "config.json").exists():
+            raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
+        write_json(store.directory / "config.json", config)
+        write_json(store.directory / "environment.json", environment(config))
+        return store
+
+    @classmethod
+    def open(cls, run_id: str, root: Path = DEFAULT_ROOT) -> "RunStore":
+        candidates = [Path(run_id), Path(root) / "runs" / run_id]
+        for directory in candidates:
+            if (directory / "config.json").exists():
+                return cls(directory)
+        raise BenchError(f"no run '{run_id}' under {Path(root) / 'runs'}")
+
+    @property
+    def run_id(self) -> str:
+        return self.directory.name
+
+    @property
+    def config(self) -> dict:
+        return read_json(self.directory / "config.json")
+
+    @property
+    def environment(self) -> dict:
+        path = self.directory / "environment.json"
+        return read_json(path) if path.exists() else {}
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.directory / "cache"
+
+    def method_dir(self, method: str) -> Path:
+        return self.directory / "methods" / method
+
+    # --- per-method records -------------------------------------------------------------------
+    def save_record(self, record: MethodRecord) -> None:
+        directory = self.method_dir(record.method)
+        write_json(directory / "result.json", asdict(record))
+        write_text(directory / "R.csv", record.matrix_frame().to_csv(float_format="%.6f"))
+
+    def load_record(self, method: str) -> MethodRecord | None:
+        path = self.method_dir(method) / "result.json"
+        if not path.exists():
+            return None
+        try:
+            return MethodRecord(**read_json(path))
+        except (TypeError, ValueError) as error:
+            raise BenchError(f"{path}: unreadable result ({error})") from None
+
+    def records(self) -> list[MethodRecord]:
+        methods_dir = self.directory / "methods"
+        if not methods_dir.exists():
+            return []
+        order = self.config.get("methods", [])
+        names = sorted((p.name for p in methods_dir.iterdir() if (p / "result.json").exists()),
+                       key=lambda n: order.index(n) if n in order else len(order))
+        return [record for name in names if (record := self.load_record(name))]
+
+    def save_checkpoint(self, method_name: str, payload: dict[str, Any]) -> None:
+        write_torch(self.method_dir(method_name) / "checkpoint.pt", payload)
+
+    def load_checkpoint(self, method_name: str, device: torch.device) -> dict | None:
+        path = self.method_dir(method_name) / "checkpoint.pt"
+        if not path.exists():
+            return None
+        return torch.load(path, map_location=device, weights_only=False)
+
+    def drop_checkpoint(self, method_name: str) -> None:
+        (self.method_dir(method_name) / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def new_run_id(config: dict) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{config.get('dataset', 'run')}-s{config.get('seed', 0)}-{secrets.token_hex(2)}"
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=5)
+        return result.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(config: dict) -> dict:
+    return {
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "seed": config.get("seed"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(),
+        "commit": git_commit(),
+        "host_cpus": os.cpu_count(),
+    }

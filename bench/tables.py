@@ -1,0 +1,90 @@
+"""Paper-style tables from stored records: pandas builds them, tabulate renders them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from bench.metrics import average_performance, backward_transfer, forgetting_matrix, forward_transfer
+from bench.store import MethodRecord
+
+METRIC_LABEL = {"mrr@5": "MRR@5", "accuracy": "Acc"}
+
+
+def task_columns(record: MethodRecord) -> list[str]:
+    return [f"T{i + 1} {METRIC_LABEL.get(record.metrics[name], record.metrics[name])}"
+            for i, name in enumerate(record.tasks)]
+
+
+def reference_scores(records: list[MethodRecord]) -> np.ndarray | None:
+    """Single-task scores for FWT: SinMo's diagonal when the run has SinMo."""
+    for record in records:
+        if record.method == "SinMo":
+            return np.diag(record.matrix())
+    return None
+
+
+def comparison_frame(records: list[MethodRecord]) -> pd.DataFrame:
+    """Rows = methods (plus variants such as Conure-), columns = final score per task, Avg, BWT, FWT, #B."""
+    if not records:
+        return pd.DataFrame()
+    reference = reference_scores(records)
+    columns = task_columns(records[0])
+    rows = []
+    for record in records:
+        R = record.matrix()
+        last = record.last_step
+        row = dict(zip(columns, R[-1]))
+        row.update({
+            "Avg": average_performance(R),
+            "BWT": backward_transfer(R),
+            "FWT": forward_transfer(R, reference) if reference is not None else math.nan,
+            "#B": last.get("backbones"),
+            "Params": last.get("parameters"),
+            "Time (s)": sum(step.get("seconds", 0.0) for step in record.steps),
+        })
+        rows.append(pd.Series(row, name=record.method if record.complete else f"{record.method} (partial)"))
+        for variant, scores in record.variants.items():
+            values = [scores.get(name, {}).get(record.metrics[name], math.nan) for name in record.tasks]
+            variant_row = dict(zip(columns, values))
+            variant_row["Avg"] = float(np.nanmean(values)) if not all(map(math.isnan, values)) else math.nan
+            rows.append(pd.Series(variant_row, name=variant))
+    return pd.DataFrame(rows)
+
+
+def render(frame: pd.DataFrame, fmt: str = "github", floatfmt: str = ".4f") -> str:
+    """Numbers in one format, missing cells as '–' (tabulate skips floatfmt in mixed columns)."""
+    def cell(value):
+        if isinstance(value, (float, np.floating)):
+            return "–" if math.isnan(value) else format(value, floatfmt)
+        return value
+
+    shown = frame.astype(object).map(cell)
+    return tabulate(shown, headers="keys", tablefmt=fmt, disable_numparse=True)
+
+
+def render_run(records: list[MethodRecord], fmt: str = "github", matrices: bool = True) -> str:
+    """The comparison table, then for each method its performance and forgetting matrices."""
+    if not records:
+        return "(no finished method results yet)"
+    frame = comparison_frame(records)
+    for column in ("#B", "Params"):
+        if column in frame:
+            frame[column] = frame[column].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+    frame["Time (s)"] = frame["Time (s)"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}")
+    parts = ["Final performance after the last task (MRR@5 for item tasks, accuracy for "
+             "classification); BWT < 0 means forgetting; FWT is measured against SinMo.", "",
+             render(frame, fmt)]
+    if matrices:
+        for record in records:
+            labels = [f"T{i + 1}" for i in range(len(record.tasks))]
+            forgetting = pd.DataFrame(forgetting_matrix(record.matrix()),
+                                      index=record.matrix_frame().index, columns=labels)
+            parts += ["", f"{record.method}: performance matrix R[i][j] (task j after training task i)",
+                      render(record.matrix_frame(), fmt),
+                      "", f"{record.method}: forgetting matrix R[i][j] - R[j][j]",
+                      render(forgetting, fmt, floatfmt="+.4f")]
+    return "\n".join(parts)

@@ -1,0 +1,109 @@
+"""The task model: what a dataset adapter hands to the runner.
+
+Every task shares one input space (a user's 0-padded behaviour sequence over the T1 item
+vocabulary) and differs only in what is predicted, which is why one user representation
+can be learnt continually across them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class TaskKind(str, Enum):
+    NEXT_ITEM = "next_item"  # T1: predict each next item of the sequence itself
+    ITEM = "item"  # T2/T3: predict target items of another domain
+    CLASS = "class"  # T4..T6: predict a user label
+
+    @property
+    def primary_metric(self) -> str:
+        return "accuracy" if self is TaskKind.CLASS else "mrr@5"
+
+
+@dataclass
+class TaskSplit:
+    """Instances of one split: `inputs[k]` is a left 0-padded sequence, `targets[k]` its label.
+
+    For next-item tasks the target is the sequence's last item (evaluation predicts it from
+    the rest); a user with several target items appears once per target.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.inputs = np.asarray(self.inputs, dtype=np.int64)
+        self.targets = np.asarray(self.targets, dtype=np.int64)
+        if self.inputs.ndim != 2 or len(self.inputs) != len(self.targets):
+            raise ValueError(
+                f"inputs {self.inputs.shape} and targets {self.targets.shape} do not align"
+            )
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, rows: np.ndarray) -> "TaskSplit":
+        return TaskSplit(self.inputs[rows], self.targets[rows])
+
+
+@dataclass
+class Task:
+    name: str
+    kind: TaskKind
+    n_targets: int  # items of the task's own vocabulary (ids 1..n for next_item) or classes
+    train: TaskSplit
+    valid: TaskSplit
+    test: TaskSplit
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.kind = TaskKind(self.kind)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.kind.primary_metric
+
+    @property
+    def output_size(self) -> int:
+        """Width of the softmax: next-item outputs keep index 0 for padding."""
+        return self.n_targets + 1 if self.kind is TaskKind.NEXT_ITEM else self.n_targets
+
+    def split(self, name: str) -> TaskSplit:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+
+@dataclass
+class Dataset:
+    name: str
+    n_items: int  # size of the shared input vocabulary (ids 1..n_items, 0 = padding)
+    tasks: list[Task]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def seq_len(self) -> int:
+        return self.tasks[0].train.inputs.shape[1]
+
+    def ordered(self, order: list[int]) -> list[Task]:
+        """Tasks in a 1-based order such as [1, 3, 2, 4, 5, 6]."""
+        return [self.tasks[number - 1] for number in order]
+
+    def statistics(self) -> list[dict]:
+        """Per-task counts in the layout of Conure's Table 1."""
+        rows = []
+        for number, task in enumerate(self.tasks, start=1):
+            inputs = np.concatenate([task.train.inputs, task.valid.inputs, task.test.inputs])
+            rows.append(
+                {
+                    "task": f"T{number}",
+                    "name": task.name,
+                    "kind": task.kind.value,
+                    "instances": int(len(inputs)),
+                    "|X|": int(len(np.unique(inputs[inputs > 0]))),
+                    "|Y|": int(task.n_targets),
+                    "train/valid/test": f"{len(task.train)}/{len(task.valid)}/{len(task.test)}",
+                }
+            )
+        return rows

@@ -1,0 +1,128 @@
+"""One training loop for every method: minibatches, Adam, best epoch on validation.
+
+Methods differ in *what* they train (which parameters, which loss, which gradient
+surgery); the hooks let them say so without rewriting the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.config import TrainConfig
+from bench.metrics import accuracy, ranking_metrics
+from bench.objectives import evaluation_pairs
+from bench.tasks import Task, TaskKind, TaskSplit
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainHooks:
+    """Optional callbacks; `progress` is the fraction of the epoch done (HAT anneals s with it)."""
+
+    on_batch_start: Callable[[float], None] | None = None
+    after_backward: Callable[[], None] | None = None
+    after_step: Callable[[], None] | None = None
+
+
+@dataclass
+class FitLog:
+    task: str
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: float = float("nan")
+    seconds: float = 0.0
+
+
+def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size: int,
+            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    n = len(split_targets)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        rows = order[start:start + batch_size].to(split_inputs.device)
+        yield split_inputs[rows], split_targets[rows]
+
+
+def as_tensors(split: TaskSplit, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(split.inputs).to(device), torch.from_numpy(split.targets).to(device))
+
+
+@torch.no_grad()
+def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
+             batch_size: int = 512) -> dict[str, float]:
+    """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
+    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
+    scores = torch.cat([score_fn(x).float() for x, _ in batches(inputs, targets, batch_size)])
+    if task.kind is TaskKind.CLASS:
+        return accuracy(scores, targets)
+    return ranking_metrics(scores, targets, k=5)
+
+
+def fit(
+    task: Task,
+    parameters: Iterable[nn.Parameter],
+    loss_fn: LossFn,
+    score_fn: ScoreFn,
+    state: nn.Module,
+    config: TrainConfig,
+    device: torch.device,
+    hooks: TrainHooks | None = None,
+    progress: bool = False,
+    description: str = "",
+) -> FitLog:
+    """Train on `task.train`, keep the epoch with the best validation score.
+
+    `state` is the module whose weights are snapshotted and restored at the best epoch;
+    `loss_fn(inputs, targets)` and `score_fn(inputs)` close over the method's model.
+    """
+    hooks = hooks or TrainHooks()
+    parameters = [p for p in parameters if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+    inputs, targets = as_tensors(task.train, device)
+    n_batches = max(1, int(np.ceil(len(targets) / config.batch_size)))
+    log = FitLog(task=task.name)
+    best_state, stale = None, 0
+    started = time.perf_counter()
+    epochs = tqdm(range(config.epochs), desc=description or task.name, leave=False,
+                  disable=not progress, unit="epoch")
+    for epoch in epochs:
+        state.train()
+        total = 0.0
+        for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator)):
+            if hooks.on_batch_start:
+                hooks.on_batch_start(index / max(1, n_batches - 1))
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(x, y)
+            loss.backward()
+            if hooks.after_backward:
+                hooks.after_backward()
+            optimizer.step()
+            if hooks.after_step:
+                hooks.after_step()
+            total += float(loss.detach())
+        state.eval()
+        valid = evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric]
+        log.epochs.append({"epoch": epoch + 1, "loss": total / n_batches, "valid": valid})
+        epochs.set_postfix(loss=f"{total / n_batches:.4f}", valid=f"{valid:.4f}")
+        if best_state is None or valid > log.best_valid:
+            log.best_valid, log.best_epoch, stale = valid, epoch + 1, 0
+            best_state = copy.deepcopy(state.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        state.load_state_dict(best_state)
+    state.eval()
+    log.seconds = time.perf_counter() - started
+    return log

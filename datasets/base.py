@@ -1,0 +1,36 @@
+"""How the runner loads a dataset by name: adapters register a class with `Options` and `load`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.config import from_dict
+from bench.registry import DATASETS
+from bench.tasks import Dataset
+
+
+@dataclass
+class NoOptions:
+    pass
+
+
+class DatasetAdapter:
+    Options: ClassVar[type] = NoOptions
+    needs_data_dir: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    @classmethod
+    def load(cls, options: Any, data_dir: Path | None) -> Dataset:
+        raise NotImplementedError
+
+
+def load_dataset(name: str, options: dict | None = None, data_dir: str | Path | None = None) -> Dataset:
+    from bench.errors import BenchError
+
+    adapter = DATASETS.get(name)
+    parsed = from_dict(adapter.Options, options or {}, f"dataset_options ({adapter.registered_name})")
+    if adapter.needs_data_dir and data_dir is None:
+        raise BenchError(f"dataset '{adapter.registered_name}' needs --data-dir")
+    return adapter.load(parsed, Path(data_dir) if data_dir is not None else None)
