@@ -1,0 +1,27 @@
+"""Tiny configurations shared by the tests: small enough for seconds on 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import BackboneConfig, RunConfig, TrainConfig
+
+TINY_DATA = {"n_users": 240, "n_items": 40, "seq_len": 8, "target_items": [24, 16], "seed": 0}
+
+
+def tiny_config(**overrides) -> RunConfig:
+    config = RunConfig(
+        dataset="synthetic",
+        dataset_options=dict(TINY_DATA),
+        backbone=BackboneConfig(embedding_dim=16, dilations=[1, 2]),
+        train=TrainConfig(epochs=2, batch_size=64, lr=3e-3, patience=2),
+        device="cpu",
+    )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture
+def results_root(tmp_path):
+    return tmp_path / "results"

@@ -1,0 +1,93 @@
+"""The CLI: help for every command, one-line errors with exit code 2 on bad input."""
+
+import json
+
+import pytest
+
+from bench.cli import COMMANDS, build_parser, main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_for_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"] if command else ["--help"])
+    assert exit_.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_list_shows_methods_and_datasets(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0
+    for name in ("SinMo", "SinMoAll", "FineSmax", "FineAll", "DNN", "synthetic"):
+        assert name in out
+
+
+def test_unknown_method(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--methods", "SinMo,Nope", "--results", str(tmp_path))
+    assert_one_line_error(code, err, "unknown method 'Nope'", "SinMoAll")
+    assert not (tmp_path / "runs").exists(), "no run directory for a rejected configuration"
+
+
+def test_unknown_dataset(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--dataset", "imaginary", "--results", str(tmp_path))
+    assert_one_line_error(code, err, "unknown dataset 'imaginary'")
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("{not json", "malformed config"),
+    ('{"train": {"epochz": 3}}', "unknown setting(s) epochz"),
+    ('{"seed": "zero"}', "expected an integer"),
+    ('{"dataset_options": {"n_userz": 3}}', "unknown setting(s) n_userz"),
+])
+def test_bad_config_files(capsys, tmp_path, content, fragment):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    code, _, err = run_cli(capsys, "run", "--config", str(path), "--results", str(tmp_path))
+    assert_one_line_error(code, err, fragment)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--order", "1,2,2,3,4,5"], "distinct task numbers"),
+    (["--order", "1,2,x"], "--order expects"),
+    (["--set", "nonsense"], "key=value"),
+    (["--resume", "no-such-run"], "no run 'no-such-run'"),
+    (["--device", "cuda:7"] , "device"),
+])
+def test_bad_arguments(capsys, tmp_path, argv, fragment):
+    code, _, err = run_cli(capsys, "run", *argv, "--results", str(tmp_path))
+    assert_one_line_error(code, err, fragment)
+
+
+def test_run_then_table(capsys, tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({
+        "dataset_options": {"n_users": 200, "n_items": 30, "seq_len": 8, "target_items": [20, 10]},
+        "backbone": {"embedding_dim": 16, "dilations": [1]},
+        "train": {"epochs": 1},
+        "device": "cpu",
+    }))
+    code, out, _ = run_cli(capsys, "run", "--methods", "sinmo,finesmax", "--config", str(config),
+                           "--run-id", "cli-run", "--results", str(tmp_path), "--quiet")
+    assert code == 0
+    assert "| SinMo " in out and "| FineSmax " in out and "forgetting matrix" in out
+    stored = json.loads((tmp_path / "runs" / "cli-run" / "config.json").read_text())
+    assert stored["methods"] == ["SinMo", "FineSmax"] and stored["seed"] == 0
+    code, again, _ = run_cli(capsys, "table", "cli-run", "--results", str(tmp_path), "--no-matrices")
+    assert code == 0 and "T4 Acc" in again and "forgetting matrix" not in again
+    code, _, err = run_cli(capsys, "run", "--config", str(config), "--run-id", "cli-run",
+                           "--results", str(tmp_path), "--quiet")
+    assert_one_line_error(code, err, "exists already")

@@ -1,0 +1,89 @@
+"""End-to-end protocol: every registered method on tiny data, resume, and the baselines' signatures."""
+
+import numpy as np
+import pytest
+
+from bench.config import TrainConfig
+from bench.metrics import backward_transfer
+from bench.registry import METHODS
+from bench.runner import run
+from bench.store import RunStore
+from tests.conftest import tiny_config
+
+
+def run_methods(names, root, **overrides):
+    config = tiny_config(methods=names, **overrides)
+    store = RunStore.create(config.to_dict(), root)
+    return {record.method: record for record in run(config, store, progress=False)}, store
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_fills_a_sane_matrix(name, results_root):
+    records, store = run_methods([name], results_root)
+    record = records[name]
+    R = record.matrix()
+    assert R.shape == (6, 6)
+    assert record.complete
+    final = R[-1]
+    assert not np.isnan(final).any(), "every task is scored after the last step"
+    assert ((final >= 0) & (final <= 1)).all()
+    assert np.isnan(R[np.triu_indices(6, k=1)]).all(), "no task is scored before it is learnt"
+    for step in record.steps:
+        assert step["backbones"] >= 1 and step["parameters"] > 0
+    assert (store.method_dir(name) / "R.csv").exists()
+    assert not (store.method_dir(name) / "checkpoint.pt").exists()
+
+
+def test_sinmoall_forgets_and_finesmax_does_not(results_root):
+    records, _ = run_methods(["SinMoAll", "FineSmax"], results_root,
+                             dataset_options={"n_users": 400, "n_items": 50, "seq_len": 10, "seed": 1},
+                             train=TrainConfig(epochs=4, batch_size=32, lr=1e-2, patience=2))
+    R_all, R_smax = records["SinMoAll"].matrix(), records["FineSmax"].matrix()
+    assert R_all[-1, 0] < R_all[0, 0] - 0.1, "fine-tuning everything erodes T1"
+    assert R_all[-1, 3] < R_all[3, 3], "T4 drops after training T5 and T6"
+    assert backward_transfer(R_all) < -0.05
+    assert backward_transfer(R_smax) == 0.0
+    for j in range(6):
+        np.testing.assert_array_equal(R_smax[j:, j], R_smax[j, j])  # a frozen encoder forgets nothing
+    assert records["SinMoAll"].last_step["backbones"] == 1
+    assert records["FineSmax"].last_step["backbones"] == 1
+
+
+def test_baselines_share_the_t1_model_and_count_backbones(results_root):
+    records, _ = run_methods(["SinMo", "FineAll", "FineSmax", "DNN"], results_root)
+    t1 = {name: record.matrix()[0, 0] for name, record in records.items()}
+    assert t1["SinMo"] == t1["FineAll"] == t1["FineSmax"]
+    assert records["SinMo"].last_step["backbones"] == 6
+    assert records["FineAll"].last_step["backbones"] == 6
+    assert records["DNN"].last_step["backbones"] == 6
+    assert records["FineSmax"].last_step["parameters"] < records["FineAll"].last_step["parameters"]
+
+
+def test_resume_after_interruption_retrains_nothing_and_matches(results_root, monkeypatch):
+    reference, _ = run_methods(["SinMoAll"], results_root / "reference")
+
+    method_class = METHODS.get("SinMoAll")
+    original, learnt = method_class.learn, []
+
+    def interrupted_at_third_task(self, tasks, context):
+        if len(learnt) == 2:
+            raise KeyboardInterrupt
+        learnt.append(tasks[0].name)
+        return original(self, tasks, context)
+
+    config = tiny_config(methods=["SinMoAll"])
+    store = RunStore.create(config.to_dict(), results_root / "resumed")
+    monkeypatch.setattr(method_class, "learn", interrupted_at_third_task)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, store, progress=False)
+    assert len(store.load_record("SinMoAll").steps) == 2
+    assert (store.method_dir("SinMoAll") / "checkpoint.pt").exists()
+
+    def counting(self, tasks, context):
+        learnt.append(tasks[0].name)
+        return original(self, tasks, context)
+
+    monkeypatch.setattr(method_class, "learn", counting)
+    (record,) = run(config, RunStore.open(store.run_id, results_root / "resumed"), progress=False)
+    assert learnt[2:] == record.tasks[2:], "tasks 1..2 were not retrained"
+    np.testing.assert_array_equal(record.matrix(), reference["SinMoAll"].matrix())
