@@ -25,6 +25,15 @@ class UserEncoder(nn.Module):
         raise NotImplementedError
 
 
+def item_embedding(n_items: int, dim: int) -> nn.Embedding:
+    """Item table with row 0 reserved for padding (kept at zero)."""
+    embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
+    nn.init.normal_(embedding.weight, std=0.02)
+    with torch.no_grad():
+        embedding.weight[0].zero_()
+    return embedding
+
+
 class CausalConv1d(nn.Conv1d):
     """Dilated convolution over (B, L, d) where position t only sees positions <= t."""
 
@@ -68,10 +77,7 @@ class NextItNet(UserEncoder):
     def __init__(self, n_items: int, config: BackboneConfig):
         super().__init__()
         d = config.embedding_dim
-        self.embedding = nn.Embedding(n_items + 1, d, padding_idx=0)
-        nn.init.normal_(self.embedding.weight, std=0.02)
-        with torch.no_grad():
-            self.embedding.weight[0].zero_()
+        self.embedding = item_embedding(n_items, d)
         self.blocks = nn.ModuleList(
             ResidualBlock(d, dilation, config.kernel_size, config.dropout)
             for dilation in config.dilations
@@ -93,10 +99,7 @@ class MeanPoolEncoder(UserEncoder):
     def __init__(self, n_items: int, config: BackboneConfig):
         super().__init__()
         d = config.embedding_dim
-        self.embedding = nn.Embedding(n_items + 1, d, padding_idx=0)
-        nn.init.normal_(self.embedding.weight, std=0.02)
-        with torch.no_grad():
-            self.embedding.weight[0].zero_()
+        self.embedding = item_embedding(n_items, d)
         self.mlp = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU())
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

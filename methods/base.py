@@ -148,3 +148,37 @@ class ContinualMethod(nn.Module):
     def record(self, log: FitLog) -> FitLog:
         self.fit_logs.append(dataclasses.asdict(log))
         return log
+
+
+class PerTaskModels(ContinualMethod):
+    """Methods that keep a separate encoder and head for every task (DNN, SinMo, FineAll)."""
+
+    def __init__(self, context: MethodContext, options: Any = None):
+        super().__init__(context, options)
+        self.encoders = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+
+    def keep(self, task: Task, encoder: nn.Module, head: nn.Module) -> None:
+        self.encoders[module_key(task)] = encoder
+        self.heads[module_key(task)] = head
+        self.learned.append(task.name)
+
+    def scores(self, task: Task, inputs: torch.Tensor) -> torch.Tensor:
+        key = module_key(task)
+        return evaluation_scores(task, self.encoders[key](inputs), self.heads[key])
+
+
+class SharedEncoderHeads(ContinualMethod):
+    """Methods with one encoder shared by all tasks and a head per task (SinMoAll, FineSmax)."""
+
+    def __init__(self, context: MethodContext, options: Any = None):
+        super().__init__(context, options)
+        self.encoder: nn.Module | None = None
+        self.heads = nn.ModuleDict()
+
+    def keep(self, task: Task, head: nn.Module) -> None:
+        self.heads[module_key(task)] = head
+        self.learned.append(task.name)
+
+    def scores(self, task: Task, inputs: torch.Tensor) -> torch.Tensor:
+        return evaluation_scores(task, self.encoder(inputs), self.heads[module_key(task)])

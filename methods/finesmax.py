@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from bench.backbone import make_head
 from bench.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
-from methods.base import ContinualMethod, module_key
+from methods.base import SharedEncoderHeads
 
 
 @METHODS.register("FineSmax")
-class FineSmax(ContinualMethod):
+class FineSmax(SharedEncoderHeads):
     paper = "PeterRec (Yuan et al., SIGIR 2020) / Conure, baseline"
-
-    def __init__(self, context, options=None):
-        super().__init__(context, options)
-        self.encoder: nn.Module | None = None
-        self.heads = nn.ModuleDict()
 
     def learn(self, tasks, context) -> None:
         for task in tasks:
@@ -39,8 +33,4 @@ class FineSmax(ContinualMethod):
 
                 self.record(context.fit(task, head.parameters(), loss_fn, score_fn, head,
                                         description=f"FineSmax {task.name}"))
-            self.heads[module_key(task)] = head
-            self.learned.append(task.name)
-
-    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
-        return evaluation_scores(task, self.encoder(inputs), self.heads[module_key(task)])
+            self.keep(task, head)

@@ -6,23 +6,14 @@ this is the catastrophic-forgetting baseline (#B = 1).
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from bench.backbone import make_head
-from bench.objectives import evaluation_scores
 from bench.registry import METHODS
-from methods.base import ContinualMethod, module_key
+from methods.base import SharedEncoderHeads
 
 
 @METHODS.register("SinMoAll")
-class SinMoAll(ContinualMethod):
+class SinMoAll(SharedEncoderHeads):
     paper = "Conure (Yuan et al., SIGIR 2021), baseline"
-
-    def __init__(self, context, options=None):
-        super().__init__(context, options)
-        self.encoder: nn.Module | None = None
-        self.heads = nn.ModuleDict()
 
     def learn(self, tasks, context) -> None:
         for task in tasks:
@@ -30,10 +21,5 @@ class SinMoAll(ContinualMethod):
                 self.encoder, head = context.pretrained(task)
             else:
                 head = make_head(task, self.encoder).to(context.device)
-                params = list(self.encoder.parameters()) + list(head.parameters())
-                self.record(context.fit_model(task, self.encoder, head, params, f"SinMoAll {task.name}"))
-            self.heads[module_key(task)] = head
-            self.learned.append(task.name)
-
-    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
-        return evaluation_scores(task, self.encoder(inputs), self.heads[module_key(task)])
+                self.record(context.fit_model(task, self.encoder, head, description=f"SinMoAll {task.name}"))
+            self.keep(task, head)
