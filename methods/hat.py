@@ -161,7 +161,8 @@ class GradientAttenuation:
 
     def __init__(self, method: HAT, embedding: nn.Parameter, annealing: Annealing):
         self.method, self.embedding, self.annealing = method, embedding, annealing
-        self.factors = method.attenuation_factors()
+        # nothing to protect while learning the first task
+        self.factors = method.attenuation_factors() if bool(method.used.any()) else {}
         self.before: dict[nn.Parameter, torch.Tensor] = {}
 
     def after_backward(self) -> None:

@@ -222,7 +222,9 @@ def test_teracon_forgets_far_less_than_sinmoall():
     sinmoall = performance_matrix(build("SinMoAll", context), tasks, context)
     bwt_teracon, bwt_sinmoall = backward_transfer(teracon), backward_transfer(sinmoall)
     assert bwt_sinmoall < -0.05, sinmoall  # the setting really causes forgetting
-    assert bwt_teracon > bwt_sinmoall / 3, (teracon, sinmoall)
+    # seeds 0-3 give about -0.06 against -0.22: assert less than half the forgetting
+    assert bwt_teracon > bwt_sinmoall / 2, (teracon, sinmoall)
+    assert teracon[-1, 0] > sinmoall[-1, 0]
 
 
 def test_teracon_sampling_ratio_follows_mask_similarity():
