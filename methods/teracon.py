@@ -89,7 +89,7 @@ class TeraconNet(nn.Module):
         self.task_embeddings = nn.ParameterList()
         self.mixers = nn.ModuleList()  # empty while only one task is known
         self.heads = nn.ModuleList()
-        self.tasks: list[Task] = []
+        self.tasks: list[_TaskRef] = []
         self._add(first_task, first_head)
 
     def _add(self, task: Task, head: nn.Module) -> None:
