@@ -1,0 +1,187 @@
+"""HAT: hard attention to the task (Serrà et al., ICML 2018) on NextItNet.
+
+Equations used (t = the task being learnt, l = a gated layer, s = the scaling factor):
+- gates: a_t^l = sigmoid(s * e_t^l), one task embedding e_t^l per layer and task (eq. 1);
+  the gated layers are the output channels of both convolutions of every residual block.
+- annealing: s = 1/smax + (smax - 1/smax)(b-1)/(B-1) over the B batches of each epoch
+  (eq. 3); at validation and test s = smax.
+- cumulative attention: a^{<t} = max(a^{<t-1}, a_{t-1}) after each task (eq. 4).
+- gradient attenuation: g'_{ij} = (1 - min(a^{<t}_{l,i}, a^{<t}_{l-1,j})) g_{ij} for the
+  weights from unit j of layer l-1 to unit i of layer l; per-unit parameters (biases,
+  LayerNorm gain/shift) use 1 - a^{<t}_{l,i} (eq. 5).
+- embedding-gradient compensation: g'_e = smax/s * (cosh(clamp(s e)) + 1)/(cosh(e) + 1) g_e
+  (eq. 6, thres_cosh) and clamping e to [-thres_emb, thres_emb] after every step.
+- sparsity regulariser: L + c * sum a_t(1 - a^{<t}) / sum(1 - a^{<t}) (eq. 7).
+
+Deviations, all needed for the guarantee that earlier tasks do not change:
+- LayerNorm mixes all channels, so a unit's normalised value would move when weights of
+  units unused by the task move. The conv output is therefore gated before the LayerNorm
+  as well as after the ReLU (conv -> gate -> LayerNorm -> ReLU -> gate): a task's
+  LayerNorm statistics then see only its own units (zeros elsewhere).
+- The harness trains with Adam, which normalises per coordinate and would undo a scaled
+  gradient; besides scaling the gradient, the *update* of every weight is scaled by the
+  same factor (p <- p_old + (1 - min(...)) (p_new - p_old)), which is what eq. 5 does
+  under SGD.
+- `binarize` (default True): the mask kept for a finished task (used for its scores and
+  in a^{<t}) is 1[e_t > 0], the s -> infinity limit of sigmoid(s e_t). With the paper's
+  sigmoid(smax e) (binarize=False) a few units stay fractional, so earlier tasks are only
+  approximately protected. Validation during training uses the same kept mask.
+- The item embedding (input of every layer and the T1 softmax) is shared and not gated:
+  it is frozen after the first task, as is the first task's head.
+- The first task starts from the shared T1-trained NextItNet (context.pretrained) and is
+  then trained with its gates and the regulariser, like every later task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.backbone import make_head
+from bench.objectives import evaluation_scores, training_loss
+from bench.registry import METHODS
+from bench.training import TrainHooks
+from methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
+from methods.base import ContinualMethod, module_key
+
+
+@dataclass
+class HATOptions:
+    smax: float = 400.0  # paper's s_max
+    c: float = 0.75  # sparsity regulariser weight (paper's c)
+    thres_cosh: float = 50.0  # clamp of s*e inside cosh for the compensation (HAT code)
+    thres_emb: float = 6.0  # task embeddings are clamped to [-thres_emb, thres_emb] (HAT code)
+    clipgrad: float = 10000.0  # gradient-norm clipping (HAT code)
+    binarize: bool = True  # keep 1[e > 0] as a finished task's mask (see module docstring)
+
+
+@METHODS.register("HAT")
+class HAT(ContinualMethod):
+    paper = "Serrà et al., ICML 2018 (baseline in TERACON, KDD 2023)"
+    Options = HATOptions
+
+    def __init__(self, context, options=None):
+        super().__init__(context, options)
+        check_finite(self.options.smax, "smax")
+        self.encoder: nn.Module | None = None
+        self.task_embeddings = nn.ParameterDict()  # e_t: (n_layers, d) per task
+        self.heads = nn.ModuleDict()
+        self.register_buffer("used", torch.zeros(0))  # a^{<t}: (n_layers, d)
+
+    # --- masks -------------------------------------------------------------------------
+    def gate(self, key: str, s: float) -> torch.Tensor:
+        """a_t = sigmoid(s e_t) while training task t."""
+        return torch.sigmoid(s * self.task_embeddings[key])
+
+    def kept_mask(self, key: str) -> torch.Tensor:
+        """The mask that serves a task at validation/test time (s = smax, or its limit)."""
+        embedding = self.task_embeddings[key]
+        if self.options.binarize:
+            return (embedding > 0).to(embedding.dtype)
+        return torch.sigmoid(self.options.smax * embedding)
+
+    def regulariser(self, mask: torch.Tensor) -> torch.Tensor:
+        """c * sum a_t(1 - a^{<t}) / sum(1 - a^{<t}): spend few of the still-free units."""
+        free = 1.0 - self.used
+        return self.options.c * (mask * free).sum() / free.sum().clamp(min=1e-8)
+
+    # --- learning ----------------------------------------------------------------------
+    def learn(self, tasks, context) -> None:
+        for task in tasks:
+            first = self.encoder is None
+            if first:
+                self.encoder, head = context.pretrained(task)
+                install_gates(self.encoder, gate_conv_outputs=True)
+                n_layers, d = n_gated_layers(self.encoder), self.encoder.embedding.embedding_dim
+                self.used = torch.zeros(n_layers, d, device=context.device)
+            else:
+                head = make_head(task, self.encoder).to(context.device)
+            key = module_key(task)
+            self.heads[key] = head
+            self.task_embeddings[key] = nn.Parameter(torch.randn(self.used.shape, device=context.device))
+            self.record(self._fit(task, key, context))
+            self.encoder.embedding.weight.requires_grad_(False)  # shared input, ungated
+            head.requires_grad_(False)
+            self.task_embeddings[key].requires_grad_(False)
+            self.used = torch.maximum(self.used, self.kept_mask(key))
+            self.learned.append(task.name)
+
+    def _fit(self, task, key, context):
+        annealing = Annealing(self.options.smax)
+        head, embedding = self.heads[key], self.task_embeddings[key]
+
+        def loss_fn(x, y):
+            mask = self.gate(key, annealing.s)
+            with masked(self.encoder, mask):
+                hidden = self.encoder(x)
+            return training_loss(task, hidden, head, x, y) + self.regulariser(mask)
+
+        def score_fn(x):
+            with masked(self.encoder, self.kept_mask(key)):
+                return evaluation_scores(task, self.encoder(x), head)
+
+        attenuation = GradientAttenuation(self, embedding, annealing)
+        hooks = TrainHooks(on_batch_start=annealing, after_backward=attenuation.after_backward,
+                           after_step=attenuation.after_step)
+        parameters = list({id(p): p for p in (*self.encoder.parameters(), *head.parameters(), embedding)}.values())
+        return context.fit(task, parameters, loss_fn, score_fn, self, hooks=hooks,
+                           description=f"HAT {task.name}")
+
+    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        key = module_key(task)
+        with masked(self.encoder, self.kept_mask(key)):
+            return evaluation_scores(task, self.encoder(inputs), self.heads[key])
+
+    # --- which parameter belongs to which units ------------------------------------------
+    def attenuation_factors(self) -> dict[nn.Parameter, torch.Tensor]:
+        """1 - min(a^{<t}_out, a^{<t}_in) per backbone weight (eq. 5), shaped like it.
+
+        The residual stream that feeds conv1 is used by every task (in-mask 1), so conv1
+        weights are attenuated by their output unit alone, as HAT does for a first layer.
+        """
+        used = self.used
+        factors = {}
+        for b, block in enumerate(self.encoder.blocks):
+            out1, out2 = used[2 * b], used[2 * b + 1]
+            conv1, conv2 = block.conv1.inner, block.conv2.inner
+            factors[conv1.weight] = (1 - out1)[:, None, None].expand_as(conv1.weight)
+            factors[conv1.bias] = 1 - out1
+            factors[conv2.weight] = (1 - torch.minimum(out2[:, None], out1[None, :]))[..., None].expand_as(conv2.weight)
+            factors[conv2.bias] = 1 - out2
+            for norm, out in ((block.norm1, out1), (block.norm2, out2)):
+                factors[norm.weight] = 1 - out
+                factors[norm.bias] = 1 - out
+        return factors
+
+
+class GradientAttenuation:
+    """HAT's gradient surgery around each optimiser step (eqs. 5-6 and the clamp)."""
+
+    def __init__(self, method: HAT, embedding: nn.Parameter, annealing: Annealing):
+        self.method, self.embedding, self.annealing = method, embedding, annealing
+        # nothing to protect while learning the first task
+        self.factors = method.attenuation_factors() if bool(method.used.any()) else {}
+        self.before: dict[nn.Parameter, torch.Tensor] = {}
+
+    def after_backward(self) -> None:
+        options, s, e = self.method.options, self.annealing.s, self.embedding
+        for parameter, factor in self.factors.items():
+            if parameter.grad is not None:
+                parameter.grad.mul_(factor)
+        if e.grad is not None:
+            with torch.no_grad():
+                numerator = torch.cosh(torch.clamp(s * e, -options.thres_cosh, options.thres_cosh)) + 1
+                e.grad.mul_(options.smax / s * numerator / (torch.cosh(e) + 1))
+        torch.nn.utils.clip_grad_norm_(self.method.parameters(), options.clipgrad)
+        self.before = {p: p.detach().clone() for p in self.factors}
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        for parameter, factor in self.factors.items():
+            old = self.before[parameter]
+            parameter.copy_(old + factor * (parameter - old))
+        self.before = {}
+        limit = self.method.options.thres_emb
+        self.embedding.clamp_(-limit, limit)
