@@ -66,8 +66,10 @@ def performance_lines(record: MethodRecord, path: Path) -> Path:
         rows = [i for i in range(len(labels)) if not math.isnan(R[i, j])]
         if rows:
             metric = METRIC_LABEL.get(record.metrics[record.tasks[j]], record.metrics[record.tasks[j]])
-            ax.plot(rows, R[rows, j], marker="o", label=f"{label} {record.tasks[j]} ({metric})")
+            name = record.tasks[j] if record.tasks[j].startswith(label) else f"{label} {record.tasks[j]}"
+            ax.plot(rows, R[rows, j], marker="o", label=f"{name} ({metric})")
     ax.set_xticks(range(len(labels)), [f"after {label}" for label in labels])
+    ax.set_xlabel("training step")
     ax.set_ylabel("score (primary metric)")
     ax.set_title(f"{record.method}: per-task performance over the training sequence")
     ax.grid(alpha=0.3)
