@@ -24,7 +24,7 @@ import pandas as pd
 
 from bench.aggregate import formatted, mean_std, run_frame
 from bench.errors import BenchError
-from bench.io import read_json, write_json
+from bench.io import write_json
 from bench.runner import PAPER_ORDER
 from bench.store import RunStore
 from bench.tables import render

@@ -206,3 +206,14 @@ def test_leaderboard_refuses_validation_runs(tmp_path):
     assert store.directory.exists()
     with pytest.raises(BenchError, match="only test runs"):
         leaderboard.publish(tmp_path, "v")
+
+
+def test_study_resumes_by_run_id_and_refuses_another_plan(seed_study, capsys):
+    result = seed_study / "runs" / "st-s1" / "methods" / "SinMoAll" / "result.json"
+    before = result.read_text()
+    assert bench_main("run", "--methods", "SinMo,SinMoAll", "--seeds", "0,1", "--run-id", "st",
+                      "--no-matrices", results=seed_study) == 0
+    assert result.read_text() == before  # finished runs are kept, not retrained
+    assert bench_main("run", "--methods", "SinMo,SinMoAll", "--seeds", "0,2", "--run-id", "st",
+                      results=seed_study) == 2
+    assert "other seeds or orders" in capsys.readouterr().err
