@@ -8,7 +8,7 @@ is reported, and a MedianPruner stops trials that fall behind. Studies live in S
     results/tuning/<dataset>-<method>.db
 
 so an interrupted `bench tune` resumes where it stopped, and `bench run --use-tuned`
-reads the best trial back.
+reads the best trial back. Trials share the T1 model in results/tuning/<study>.cache/.
 
 Search spaces are declared by the methods (`ContinualMethod.search_space(trial)`): a
 dict whose keys without a dot are fields of the method's `Options` and whose dotted keys
@@ -19,6 +19,7 @@ are run settings as for `--set`; `train.*` keys become the method's own TrainCon
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import sys
@@ -132,12 +133,25 @@ def make_objective(settings: TuneSettings):
 
         with tempfile.TemporaryDirectory(prefix="bench-trial-") as tmp:
             store = RunStore.create(config.to_dict(), Path(tmp), f"trial-{trial.number}")
+            shared = t1_cache(settings, config)
+            shared.mkdir(parents=True, exist_ok=True)
+            store.cache_dir.symlink_to(shared.resolve(), target_is_directory=True)
             records = run(config, store, progress=False, on_step=report)
         R = records[0].matrix()
         trial.set_user_attr("valid_R", [[None if math.isnan(v) else v for v in row] for row in R.tolist()])
         return average_performance(R)
 
     return objective
+
+
+def t1_cache(settings: TuneSettings, config) -> Path:
+    """Where trials share the T1 model: it depends only on the run-wide settings, not on the
+    method's own (searched) ones, so it is trained once per distinct setting, not per trial."""
+    keys = ("dataset", "data_dir", "dataset_options", "order", "seed", "backbone", "train")
+    data = config.to_dict()
+    digest = hashlib.sha1(json.dumps({k: data[k] for k in keys}, sort_keys=True, default=str).encode())
+    name = settings.name or study_name(data["dataset"], settings.method)
+    return Path(settings.root) / TUNING_DIR / f"{name}.cache" / digest.hexdigest()[:12]
 
 
 def tune(settings: TuneSettings):

@@ -135,6 +135,8 @@ def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys):
     assert len(study.trials) == 4
     assert [(t.number, t.params) for t in study.trials][:2] == first
     assert no_test_split  # the validation split was evaluated
+    cached = list((tmp_path / "tuning" / "synthetic-SinMoAll.cache").rglob("pretrained-*.pt"))
+    assert len(cached) == 1  # every trial reused one T1 model
     out = capsys.readouterr().out
     assert "best trial" in out and "importance" in out
     assert tune(tmp_path, 4) == 0  # nothing left to do
