@@ -89,6 +89,7 @@ class TuneSettings:
     timeout: float | None = None
     fixed: dict[str, Any] | None = None  # search parameters pinned by --fix
     startup_trials: int = 5
+    quiet: bool = False
 
 
 def _optuna():
@@ -178,7 +179,7 @@ def tune(settings: TuneSettings):
             sampler = optuna.samplers.PartialFixedSampler(settings.fixed, sampler)
         study.sampler = sampler
         study.optimize(make_objective(settings), n_trials=remaining, timeout=settings.timeout,
-                       callbacks=[_print_trial])
+                       callbacks=[] if settings.quiet else [_print_trial])
     return study
 
 

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pin one searched parameter, e.g. --fix train.batch_size=128 (repeatable)")
     parser.add_argument("--startup-trials", type=int, default=5,
                         help="trials never pruned while the median builds up (default: 5)")
+    parser.add_argument("--quiet", action="store_true", help="no line per finished trial")
     add_results_argument(parser)
 
 
@@ -40,7 +41,7 @@ def execute(args: argparse.Namespace) -> int:
     study = tuning.tune(tuning.TuneSettings(
         method=args.method, base=base, trials=args.trials, root=args.results, name=args.study,
         seed=args.seed or 0, timeout=args.timeout, fixed=tuning.parse_fixed(args.fix),
-        startup_trials=args.startup_trials,
+        startup_trials=args.startup_trials, quiet=args.quiet,
     ))
     print(summary(study))
     return 0
