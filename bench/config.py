@@ -44,6 +44,10 @@ class RunConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per-method TrainConfig overrides (e.g. a tuned lr); the shared T1 model keeps `train`.
+    method_train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Split that fills R: "test" for reported results, "valid" for tuning (test stays unseen).
+    eval_split: str = "test"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,4 +115,8 @@ def build_run_config(data: dict[str, Any]) -> RunConfig:
     for name, value in (("seed", config.seed),):
         if not isinstance(value, int):
             raise BenchError(f"config.{name}: expected an integer, got {value!r}")
+    if config.eval_split not in ("test", "valid"):
+        raise BenchError(f"config.eval_split: expected 'test' or 'valid', got {config.eval_split!r}")
+    for method, overrides in config.method_train.items():
+        from_dict(TrainConfig, overrides, f"method_train.{method}")
     return config

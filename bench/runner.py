@@ -7,9 +7,11 @@ nothing that already finished.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict
 from functools import partial
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -63,8 +65,15 @@ def prepare(config: RunConfig) -> tuple[Dataset, list[Task], list[str]]:
     return dataset, dataset.ordered(order), resolve_methods(config.methods)
 
 
-def run(config: RunConfig, store: RunStore, progress: bool = True) -> list[MethodRecord]:
-    """Run (or resume) every configured method; returns their records."""
+StepCallback = Callable[[str, MethodRecord], None]
+
+
+def run(config: RunConfig, store: RunStore, progress: bool = True,
+        on_step: StepCallback | None = None) -> list[MethodRecord]:
+    """Run (or resume) every configured method; returns their records.
+
+    `on_step(method, record)` is called after each finished step (tuning reports and prunes there).
+    """
     dataset, tasks, methods = prepare(config)
     device = resolve_device(config.device)
     context = MethodContext(
@@ -75,12 +84,23 @@ def run(config: RunConfig, store: RunStore, progress: bool = True) -> list[Metho
     bar = tqdm(methods, desc="methods", disable=not progress, unit="method")
     for name in bar:
         bar.set_postfix(method=name)
-        records.append(run_method(name, tasks, context, store, config))
+        records.append(run_method(name, tasks, method_context(name, context, config), store, config,
+                                  on_step))
     return records
 
 
+def method_context(name: str, context: MethodContext, config: RunConfig) -> MethodContext:
+    """The context with the method's own train overrides; the shared T1 model is trained first
+    with the run-wide settings so every method still starts from the same model."""
+    overrides = config.method_train.get(name)
+    if not overrides:
+        return context
+    context.pretrained()
+    return dataclasses.replace(context, train=dataclasses.replace(config.train, **overrides))
+
+
 def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunStore,
-               config: RunConfig) -> MethodRecord:
+               config: RunConfig, on_step: StepCallback | None = None) -> MethodRecord:
     record = store.load_record(name)
     if record is not None and record.complete:
         return record
@@ -103,7 +123,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         method.eval()
         seconds = time.perf_counter() - started
         scores = {
-            tasks[p].name: evaluate(tasks[p], tasks[p].test, partial(method.scores, tasks[p]),
+            tasks[p].name: evaluate(tasks[p], tasks[p].split(config.eval_split), partial(method.scores, tasks[p]),
                                     context.device, context.train.eval_batch_size)
             for p in seen
         }
@@ -117,6 +137,8 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
                                      "rng": torch.get_rng_state()})
         store.save_record(record)
         write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
+        if on_step is not None:
+            on_step(name, record)
     record.complete = True
     store.save_record(record)
     store.drop_checkpoint(name)

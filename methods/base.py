@@ -122,6 +122,18 @@ class ContinualMethod(nn.Module):
         parsed = from_dict(cls.Options, options or {}, f"method_options.{cls.registered_name}")  # type: ignore[attr-defined]
         return cls(context, parsed).to(context.device)
 
+    @classmethod
+    def search_space(cls, trial) -> dict[str, Any]:
+        """What `bench tune` searches for this method: suggest values on the Optuna `trial`.
+
+        Keys without a dot are fields of `Options`; dotted keys are run settings as for
+        `--set` ("train.lr", ...; `train.*` then apply to this method only). Extend the
+        shared default: `return {**super().search_space(trial), "alpha": trial.suggest_float(...)}`.
+        """
+        from bench.tuning import shared_search_space
+
+        return shared_search_space(trial)
+
     # --- what the runner calls ---------------------------------------------------------
     def schedule(self, n_tasks: int) -> list[list[int]]:
         """Steps of training: lists of task positions learnt together (one task per step by default)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench import studies, tuning
 from bench.commands.common import add_format_arguments, add_results_argument, split_list
 from bench.config import apply_override, build_run_config, load_config_file
 from bench.errors import BenchError
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--use-tuned", action="store_true",
+                        help="apply each method's best parameters from its `bench tune` study")
+    studies.add_arguments(parser)
     add_results_argument(parser)
     add_format_arguments(parser)
 
@@ -49,6 +53,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
         data.setdefault("train", {})["epochs"] = args.epochs
     for assignment in args.set:
         apply_override(data, assignment)
+    if getattr(args, "use_tuned", False):
+        tuning.apply_tuned(data, args.results)
     return data
 
 
@@ -60,6 +66,8 @@ def _parse_order(text: str) -> list[int]:
 
 
 def execute(args: argparse.Namespace) -> int:
+    if studies.requested(args) and not args.resume:
+        return studies.execute(args, config_from_args(args))
     if args.resume:
         store = RunStore.open(args.resume, args.results)
         config = build_run_config(store.config)

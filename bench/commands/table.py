@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bench import studies
 from bench.commands.common import add_format_arguments, add_results_argument
 from bench.store import RunStore
 from bench.tables import render_run
@@ -13,12 +14,15 @@ HELP = "print the paper-style table and forgetting matrices of a stored run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_id", help="run directory name under results/runs (or a path)")
+    parser.add_argument("run_id", help="run directory name under results/runs (or a path), or a study id")
     add_results_argument(parser)
     add_format_arguments(parser)
 
 
 def execute(args: argparse.Namespace) -> int:
+    if studies.is_study(args.run_id, args.results):
+        print(studies.render_study(studies.Study.load(args.results, args.run_id), args.results, args.format))
+        return 0
     store = RunStore.open(args.run_id, args.results)
     print(render_run(store.records(), args.format, matrices=not args.no_matrices))
     return 0

@@ -1,0 +1,40 @@
+"""`leaderboard`: regenerate (or check) results/LEADERBOARD.md from results/published/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import leaderboard
+from bench.commands.common import add_results_argument
+from bench.io import write_text
+
+NAME = "leaderboard"
+HELP = "publish curated runs and write results/LEADERBOARD.md from results/published/ (--check: fail if stale)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--publish", nargs="+", metavar="RUN_ID", default=[],
+                        help="first copy these runs' light files from runs/ to published/")
+    parser.add_argument("--force", action="store_true", help="with --publish: replace an already published run")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the leaderboard file differs from what would be generated")
+    parser.add_argument("--output", metavar="FILE", help=f"leaderboard file (default: <results>/{leaderboard.LEADERBOARD})")
+    add_results_argument(parser)
+
+
+def execute(args: argparse.Namespace) -> int:
+    path = Path(args.output) if args.output else args.results / leaderboard.LEADERBOARD
+    for run_id in args.publish:
+        print(f"published {leaderboard.publish(args.results, run_id, args.force)}", file=sys.stderr)
+    if args.check:
+        if not leaderboard.check(args.results, path):
+            print(f"error: {path} is stale; regenerate it with: python -m bench leaderboard"
+                  + (f" --results {args.results}" if str(args.results) != "results" else ""), file=sys.stderr)
+            return 1
+        print(f"{path} is up to date", file=sys.stderr)
+        return 0
+    write_text(path, leaderboard.generate(args.results))
+    print(path)
+    return 0
