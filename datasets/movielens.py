@@ -168,9 +168,9 @@ class MovieLens(DatasetAdapter):
                            n_targets, description)
                  for number, (name, kind, n_targets, description)
                  in enumerate(zip(meta["names"], meta["kinds"], meta["n_targets"], meta["descriptions"]), start=1)]
-        empty = [task.name for task in tasks if len(task.rows) < 3]
+        empty = [task.name for task in tasks if len(task.rows) == 0]
         if empty:
-            raise BenchError(f"movielens: too few instances for {', '.join(empty)}; "
+            raise BenchError(f"movielens: no instances for {', '.join(empty)}; "
                              "lower min_len/min_future or like_threshold")
         return build_dataset("movielens", len(arrays["item_ids"]), arrays["sequences"], tasks, options.split,
                              options.valid_fraction, options.test_fraction, options.seed,
