@@ -407,13 +407,13 @@ def test_real_ml100k_end_to_end(tmp_path):
 
     folder = recbole_ml100k()
     config = build_run_config({
-        "dataset": "movielens", "data_dir": str(folder), "methods": ["SinMo", "FineSmax", "DNN"],
+        "dataset": "movielens", "data_dir": str(folder), "methods": ["SinMo", "FineSmax"],
         "device": "cpu", "backbone": {"embedding_dim": 16, "dilations": [1]},
         "train": {"epochs": 1, "batch_size": 512, "eval_batch_size": 2048},
     })
     store = RunStore.create(config.to_dict(), tmp_path / "results", "e2e")
     records = run(config, store, progress=False)
-    assert [record.method for record in records] == ["DNN", "SinMo", "FineSmax"]
+    assert [record.method for record in records] == ["SinMo", "FineSmax"]
     for record in records:
         R = record.matrix()
         assert R.shape == (6, 6) and record.complete
