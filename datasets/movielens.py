@@ -31,6 +31,7 @@ from bench.registry import DATASETS
 from bench.tasks import Dataset, TaskKind
 from datasets.base import DatasetAdapter
 from datasets.cache import ArrayCache, cache_key
+from datasets.item_index import ItemIndex
 from datasets.movielens_formats import Ratings, detect, read
 from datasets.splitting import TableTask, build_dataset, check_split_options
 
@@ -105,10 +106,11 @@ def derive(data: Ratings, options: MovieLensOptions) -> tuple[dict[str, np.ndarr
     in_kept = kept[codes]
 
     t1 = in_kept & (position < user_window)
-    item_ids = np.unique(items[t1])
+    index = ItemIndex(items[t1])
+    item_ids = index.ids
     sequences = np.zeros((int(kept.sum()), options.max_len), dtype=np.int32)
     column = options.max_len - user_window[t1] + position[t1]
-    sequences[new_id[codes[t1]], column] = np.searchsorted(item_ids, items[t1]) + 1
+    sequences[new_id[codes[t1]], column] = index.map(items[t1])[0]
     del t1, column
 
     k = options.targets_per_user

@@ -30,6 +30,7 @@ from bench.registry import DATASETS
 from bench.tasks import Dataset, TaskKind
 from datasets.base import DatasetAdapter
 from datasets.cache import ArrayCache, cache_key
+from datasets.item_index import ItemIndex
 from datasets.splitting import TableTask, build_dataset, check_split_options
 from datasets.ttl_parse import line_number, read_ttl
 
@@ -110,10 +111,10 @@ class T1Matcher:
 def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray], dict]:
     """Read every file into arrays: the pooled sequences and, per task, rows and targets."""
     first = read_ttl(paths[0], with_targets=False)
-    raw = first.sequences
-    item_ids = np.unique(raw[raw > 0])
-    t1 = np.where(raw > 0, np.searchsorted(item_ids, raw) + 1, 0).astype(np.int32)
-    del raw, first
+    index = ItemIndex(first.sequences)
+    t1, _ = index.map(first.sequences)
+    item_ids = index.ids
+    del first
     pooled, matcher = [t1], T1Matcher(t1)
     n_rows = len(t1)
     arrays = {"item_ids": item_ids, "rows_1": np.arange(len(t1), dtype=np.int64),
@@ -121,7 +122,7 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
     n_targets = [len(item_ids)]
     for number, path in enumerate(paths[1:], start=2):
         parsed = read_ttl(path, with_targets=True)
-        sequences = _map_items(parsed.sequences, item_ids, path, t1.shape[1], paths[0])
+        sequences = _map_items(parsed.sequences, index, path, t1.shape[1], paths[0])
         rows = matcher.match(sequences)
         unmatched = np.flatnonzero(rows < 0)
         if len(unmatched):
@@ -142,17 +143,16 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
     return arrays, {"n_targets": n_targets, "n_t1_users": len(t1)}
 
 
-def _map_items(sequences: np.ndarray, item_ids: np.ndarray, path: Path, width: int, t1_path: Path) -> np.ndarray:
+def _map_items(sequences: np.ndarray, index: ItemIndex, path: Path, width: int, t1_path: Path) -> np.ndarray:
     if sequences.shape[1] != width:
         raise DataFormatError(path, line_number(path, 0),
                               f"input sequences have {sequences.shape[1]} items, {t1_path.name} has {width}")
-    position = np.minimum(np.searchsorted(item_ids, sequences), len(item_ids) - 1)
-    known = (sequences == 0) | (item_ids[position] == sequences)
-    if not known.all():
-        row, column = np.argwhere(~known)[0]
+    mapped, unknown = index.map(sequences)
+    if unknown.any():
+        row, column = np.argwhere(unknown)[0]
         raise DataFormatError(path, line_number(path, int(row)),
                               f"item {sequences[row, column]} does not occur in {t1_path.name}, so it has no index")
-    return np.where(sequences > 0, position + 1, 0).astype(np.int32)
+    return mapped
 
 
 def write_index(path: Path, item_ids: np.ndarray) -> None:

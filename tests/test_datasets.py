@@ -420,3 +420,15 @@ def test_real_ml100k_end_to_end(tmp_path):
         lower = R[np.tril_indices(6)]
         assert np.isfinite(lower).all(), record.method
         assert ((lower >= 0) & (lower <= 1)).all()
+
+
+def test_item_index_dense_and_sparse_agree():
+    from datasets.item_index import DENSE_LIMIT, ItemIndex
+
+    raw = np.array([[0, 7, 3], [3, 9, 0]])
+    for offset in (0, DENSE_LIMIT):  # small ids use the lookup table, huge ones sorting
+        shifted = np.where(raw > 0, raw + offset, 0)
+        index = ItemIndex(shifted)
+        mapped, unknown = index.map(np.array([[0, 3 + offset, 9 + offset, 5 + offset, 2 * DENSE_LIMIT]]))
+        assert index.ids.tolist() == [3 + offset, 7 + offset, 9 + offset]
+        assert mapped[0, :3].tolist() == [0, 1, 3] and unknown.tolist() == [[False, False, False, True, True]]
