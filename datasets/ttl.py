@@ -115,6 +115,10 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
     t1, _ = index.map(first.sequences)
     item_ids = index.ids
     del first
+    padded_end = np.flatnonzero(t1[:, -1] == 0)
+    if len(padded_end):
+        raise DataFormatError(paths[0], line_number(paths[0], int(padded_end[0])),
+                              "sequence ends in 0; sequences are left-padded, so the last id must be an item")
     pooled, matcher = [t1], T1Matcher(t1)
     n_rows = len(t1)
     arrays = {"item_ids": item_ids, "rows_1": np.arange(len(t1), dtype=np.int64),

@@ -112,6 +112,7 @@ TTL_BAD = {
     "ragged line": (0, lambda line: line + ",5", "ragged line"),
     "non-integer id": (0, lambda line: line.replace(",", ",x", 1), "non-integer id"),
     "negative id": (0, lambda line: line.rsplit(",", 1)[0] + ",-5", "negative id"),
+    "padded at the end": (0, lambda line: line.rsplit(",", 1)[0] + ",0", "sequence ends in 0"),
     "no target": (1, lambda line: line.split(",,")[0], "missing ',,'"),
     "unknown user": (3, lambda line: _foreign(line) + ",,1", "not a user sequence"),
     "unknown item": (2, lambda line: ",".join(["0"] * (WIDTH - 1) + ["999"]) + ",,600001", "does not occur"),
