@@ -15,11 +15,18 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.errors import BenchError, DataFormatError
+from bench.errors import DataFormatError
 from bench.tasks import TaskKind
 from datasets import grouplens
 from datasets.base import load_dataset
 from datasets.ttl import TTL_FILES
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_root(tmp_path, monkeypatch):
+    """Every test gets its own $BENCH_DATA, so caches and downloads never leak between tests."""
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "bench-data"))
+
 
 # ---------------------------------------------------------------- TTL fixtures
 
