@@ -1,0 +1,78 @@
+"""Preprocessed-data cache: parsing 25M ratings once is slow, reloading NumPy arrays is not.
+
+An entry is one uncompressed `.npz` (arrays) plus a `.json` (metadata) under the cache
+root, named by a key over the source files' size, mtime and a hash of their head and tail,
+plus whatever options shaped the parse. Any change to a source file gives a new key, so a
+stale entry is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bench.io import _atomic, read_json, write_json
+
+FORMAT_VERSION = 1
+_SAMPLE = 1 << 20  # bytes hashed from each end of a source file
+
+
+def data_root() -> Path:
+    """Where downloads and caches live: $BENCH_DATA, else ~/.cache/bench."""
+    return Path(os.environ.get("BENCH_DATA") or Path.home() / ".cache" / "bench")
+
+
+def default_cache_dir() -> Path:
+    return data_root() / "cache"
+
+
+def file_fingerprint(path: Path) -> dict:
+    """Size, mtime and a hash of the first and last MiB: cheap even for GB files."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_SAMPLE))
+        if stat.st_size > _SAMPLE:
+            handle.seek(max(_SAMPLE, stat.st_size - _SAMPLE))
+            digest.update(handle.read(_SAMPLE))
+    return {"name": path.name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "sha256_ends": digest.hexdigest()}
+
+
+def cache_key(kind: str, files: list[Path], settings: dict) -> str:
+    payload = {"version": FORMAT_VERSION, "kind": kind, "settings": settings,
+               "files": [file_fingerprint(Path(path)) for path in files]}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+
+
+class ArrayCache:
+    """Load or store one entry: a dict of arrays plus a JSON-able metadata dict."""
+
+    def __init__(self, directory: Path | None, key: str):
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.key = key
+        self.arrays_path = self.directory / f"{key}.npz"
+        self.meta_path = self.directory / f"{key}.json"
+
+    def load(self) -> tuple[dict[str, np.ndarray], dict] | None:
+        if not (self.arrays_path.exists() and self.meta_path.exists()):
+            return None
+        try:
+            meta = read_json(self.meta_path)
+            with np.load(self.arrays_path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError, json.JSONDecodeError):
+            return None  # a damaged entry is rebuilt, never trusted
+        return arrays, meta
+
+    def store(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        try:
+            _atomic(self.arrays_path, lambda handle: np.savez(handle, **arrays), "wb")
+            write_json(self.meta_path, meta)  # written last: its presence marks a complete entry
+        except OSError:
+            pass  # a read-only cache only costs speed

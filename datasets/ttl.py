@@ -1,0 +1,206 @@
+"""The released TTL ('ColdRec') data of PeterRec/Conure/TERACON, read from `--data-dir`.
+
+File names are those of the public release (as used by the TERACON scripts, under
+`ColdRec/`); `--data-dir` may point at the folder holding them or at its parent:
+
+    T1 original_desen_pretrain.csv                  behaviour sequences (next item)
+    T2 original_desen_finetune_click_nosuerID.csv   sequence ,, clicked item(s)
+    T3 original_desen_finetune_like_nosuerID.csv    sequence ,, liked item(s)
+    T4 original_desen_age.csv                       sequence ,, age class
+    T5 original_desen_gender.csv                    sequence ,, gender
+    T6 original_desen_lifestatus.csv                sequence ,, life status
+
+As in the reference loader, the shared item index numbers T1's distinct ids 1..n in
+increasing order (0 stays padding; written as `<key>-index.csv` in the reference code's
+dict format), and each later task numbers its own targets 0..m-1 in increasing order.
+Later files carry the user's T1 sequence as input, so each line is aligned to its T1 user
+by that sequence; a line whose sequence is not a T1 sequence is an error unless
+`require_t1_users` is off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError, DataFormatError
+from bench.registry import DATASETS
+from bench.tasks import Dataset, TaskKind
+from datasets.base import DatasetAdapter
+from datasets.cache import ArrayCache, cache_key
+from datasets.item_index import ItemIndex
+from datasets.splitting import TableTask, build_dataset, check_split_options
+from datasets.ttl_parse import line_number, read_ttl
+
+TTL_FILES = [
+    "original_desen_pretrain.csv",
+    "original_desen_finetune_click_nosuerID.csv",
+    "original_desen_finetune_like_nosuerID.csv",
+    "original_desen_age.csv",
+    "original_desen_gender.csv",
+    "original_desen_lifestatus.csv",
+]
+TTL_KINDS = ["next_item", "item", "item", "class", "class", "class"]
+TTL_NAMES = ["T1-behaviour", "T2-click", "T3-like", "T4-age", "T5-gender", "T6-lifestatus"]
+
+
+@dataclass
+class TTLOptions:
+    files: list[str] = field(default_factory=lambda: list(TTL_FILES))
+    kinds: list[str] = field(default_factory=lambda: list(TTL_KINDS))
+    names: list[str] = field(default_factory=lambda: list(TTL_NAMES))
+    split: str = "reference"  # or "user"; see datasets/splitting.py
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.15
+    seed: int = 0
+    require_t1_users: bool = True
+    cache: bool = True
+    cache_dir: str | None = None  # default: $BENCH_DATA/cache or ~/.cache/bench/cache
+
+    def validate(self) -> None:
+        if not (len(self.files) == len(self.kinds) == len(self.names)) or not self.files:
+            raise BenchError("ttl: files, kinds and names need the same (non-zero) length")
+        try:
+            kinds = [TaskKind(kind) for kind in self.kinds]
+        except ValueError:
+            raise BenchError(f"ttl: kinds must be next_item, item or class, got {self.kinds}") from None
+        if kinds[0] is not TaskKind.NEXT_ITEM or TaskKind.NEXT_ITEM in kinds[1:]:
+            raise BenchError("ttl: the first file must be the next_item (T1) file, and only it")
+        check_split_options(self.split, self.valid_fraction, self.test_fraction, "ttl")
+
+
+def locate(data_dir: Path, names: list[str]) -> list[Path]:
+    """The files in data_dir or data_dir/ColdRec (the release's folder name)."""
+    for folder in (data_dir, data_dir / "ColdRec"):
+        if all((folder / name).is_file() for name in names):
+            return [folder / name for name in names]
+    missing = [name for name in names if not (data_dir / name).is_file()]
+    raise DataFormatError(data_dir / missing[0], None,
+                          f"file not found (ttl needs {', '.join(names)} in {data_dir} or {data_dir / 'ColdRec'})")
+
+
+def row_hashes(sequences: np.ndarray) -> np.ndarray:
+    """A 64-bit polynomial hash per row; matches are verified, so collisions cannot mislead."""
+    hashes = np.zeros(len(sequences), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in sequences.T:
+            hashes = hashes * np.uint64(1_000_003) + column.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+            hashes ^= hashes >> np.uint64(29)
+    return hashes
+
+
+class T1Matcher:
+    """Finds, for any sequence, the first T1 row equal to it (-1 if none)."""
+
+    def __init__(self, sequences: np.ndarray):
+        self.sequences = sequences
+        hashes = row_hashes(sequences)
+        self.order = np.argsort(hashes, kind="stable")
+        self.sorted = hashes[self.order]
+
+    def match(self, sequences: np.ndarray) -> np.ndarray:
+        hashes = row_hashes(sequences)
+        position = np.minimum(np.searchsorted(self.sorted, hashes), len(self.sorted) - 1)
+        rows = self.order[position]
+        found = (self.sorted[position] == hashes) & (self.sequences[rows] == sequences).all(axis=1)
+        return np.where(found, rows, -1)
+
+
+def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray], dict]:
+    """Read every file into arrays: the pooled sequences and, per task, rows and targets."""
+    first = read_ttl(paths[0], with_targets=False)
+    index = ItemIndex(first.sequences)
+    t1, _ = index.map(first.sequences)
+    item_ids = index.ids
+    del first
+    padded_end = np.flatnonzero(t1[:, -1] == 0)
+    if len(padded_end):
+        raise DataFormatError(paths[0], line_number(paths[0], int(padded_end[0])),
+                              "sequence ends in 0; sequences are left-padded, so the last id must be an item")
+    pooled, matcher = [t1], T1Matcher(t1)
+    n_rows = len(t1)
+    arrays = {"item_ids": item_ids, "rows_1": np.arange(len(t1), dtype=np.int64),
+              "targets_1": t1[:, -1].astype(np.int64)}
+    n_targets = [len(item_ids)]
+    for number, path in enumerate(paths[1:], start=2):
+        parsed = read_ttl(path, with_targets=True)
+        sequences = _map_items(parsed.sequences, index, path, t1.shape[1], paths[0])
+        rows = matcher.match(sequences)
+        unmatched = np.flatnonzero(rows < 0)
+        if len(unmatched):
+            if options.require_t1_users:
+                raise DataFormatError(path, line_number(path, int(unmatched[0])),
+                                      f"input sequence is not a user sequence of {paths[0].name} "
+                                      f"({len(unmatched)} such lines; set dataset_options.require_t1_users=false "
+                                      "to keep them as extra users)")
+            rows[unmatched] = n_rows + np.arange(len(unmatched))
+            pooled.append(sequences[unmatched])
+            n_rows += len(unmatched)
+        target_ids, targets = np.unique(parsed.target_values, return_inverse=True)
+        arrays[f"rows_{number}"] = np.repeat(rows, parsed.target_counts)
+        arrays[f"targets_{number}"] = targets.astype(np.int64)
+        arrays[f"target_ids_{number}"] = target_ids
+        n_targets.append(len(target_ids))
+    arrays["sequences"] = np.concatenate(pooled) if len(pooled) > 1 else t1
+    return arrays, {"n_targets": n_targets, "n_t1_users": len(t1)}
+
+
+def _map_items(sequences: np.ndarray, index: ItemIndex, path: Path, width: int, t1_path: Path) -> np.ndarray:
+    if sequences.shape[1] != width:
+        raise DataFormatError(path, line_number(path, 0),
+                              f"input sequences have {sequences.shape[1]} items, {t1_path.name} has {width}")
+    mapped, unknown = index.map(sequences)
+    if unknown.any():
+        row, column = np.argwhere(unknown)[0]
+        raise DataFormatError(path, line_number(path, int(row)),
+                              f"item {sequences[row, column]} does not occur in {t1_path.name}, so it has no index")
+    return mapped
+
+
+def write_index(path: Path, item_ids: np.ndarray) -> None:
+    """The reference code's index.csv: a Python dict literal from raw id to index."""
+    from bench.io import write_text
+
+    body = ", ".join(f"'{item}': {index}" for index, item in enumerate(item_ids.tolist(), start=1))
+    write_text(path, "{'0': 0" + (", " + body if body else "") + "}\n")
+
+
+def load_tables(data_dir: Path, options: TTLOptions) -> tuple[dict[str, np.ndarray], dict, str]:
+    paths = locate(data_dir, options.files)
+    settings = {"files": options.files, "kinds": options.kinds,
+                "require_t1_users": options.require_t1_users}
+    cache = ArrayCache(options.cache_dir, cache_key("ttl", paths, settings))
+    if options.cache:
+        hit = cache.load()
+        if hit is not None:
+            return hit[0], hit[1], "hit"
+    arrays, meta = parse(paths, options)
+    if options.cache:
+        cache.store(arrays, meta)
+        try:
+            write_index(cache.directory / f"{cache.key}-index.csv", arrays["item_ids"])
+        except OSError:
+            pass
+    return arrays, meta, "miss" if options.cache else "off"
+
+
+@DATASETS.register("ttl")
+class TTL(DatasetAdapter):
+    Options = TTLOptions
+    needs_data_dir = True
+    summary = "released TTL/ColdRec files (6 tasks: sequence, click, like, age, gender, life status)"
+
+    @classmethod
+    def load(cls, options: TTLOptions, data_dir: Path | None) -> Dataset:
+        options.validate()
+        arrays, meta, cache_state = load_tables(Path(data_dir), options)
+        tasks = [
+            TableTask(name, TaskKind(kind), arrays[f"rows_{number}"], arrays[f"targets_{number}"],
+                      meta["n_targets"][number - 1], f"{name} from {file}")
+            for number, (name, kind, file) in enumerate(zip(options.names, options.kinds, options.files), start=1)
+        ]
+        return build_dataset("ttl", len(arrays["item_ids"]), arrays["sequences"], tasks, options.split,
+                             options.valid_fraction, options.test_fraction, options.seed,
+                             info={"cache": cache_state, "n_t1_users": meta["n_t1_users"]})
