@@ -9,7 +9,8 @@ mean validation score over the joint tasks.
 
 MTL is not continual: it needs all task data at once, so the runner scores it only after
 T1 and after the joint step (rows 0 and n-1 of R; the rows between are NaN). Since T1's
-loss is not part of the joint objective (as in Conure), fine-tuning may move T1's score.
+loss is not part of the joint objective (as in Conure), fine-tuning may move T1's score;
+`include_first_task` adds T1 (with its own head and data) to the joint objective instead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from methods.base import ContinualMethod, module_key
 @dataclass
 class MTLOptions:
     task_weights: list[float] = field(default_factory=list)  # per joint task, in order; empty = plain sum
+    include_first_task: bool = False  # also keep T1's loss in the joint objective (guards T1 against drift)
 
 
 class CyclingBatches:
@@ -97,6 +99,12 @@ class MTL(ContinualMethod):
 
     def _learn_jointly(self, tasks, context) -> None:
         self.add_heads(tasks, context)
+        learned = [task.name for task in tasks]
+        if self.options.include_first_task:
+            first = context.first_task
+            if first is None or first.name != self.learned[0]:
+                raise BenchError("MTL: include_first_task needs the run's first task in the context")
+            tasks = [first, *tasks]  # its head was made in the first step
         weights = self.weights_for(tasks)
         driver = max(range(len(tasks)), key=lambda i: len(tasks[i].train))
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
@@ -121,7 +129,7 @@ class MTL(ContinualMethod):
         names = ", ".join(task.name for task in tasks)
         self.record(context.fit(tasks[driver], params, loss_fn, score_fn, state,
                                 description=f"MTL joint ({names})", validate=validate))
-        self.learned += [task.name for task in tasks]
+        self.learned += learned
 
     def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
         return evaluation_scores(task, self.encoder(inputs), self.heads[module_key(task)])

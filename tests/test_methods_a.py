@@ -187,6 +187,18 @@ def test_mtl_joint_loss_reaches_every_head(tasks, context):
         assert torch.allclose(loss.detach(), separate)
 
 
+@pytest.mark.parametrize("include_first_task", [False, True])
+def test_mtl_first_task_joins_the_objective_only_when_asked(tasks, context, include_first_task):
+    torch.manual_seed(0)
+    method = METHODS.get("MTL").build(context, {"include_first_task": include_first_task})
+    method.learn(tasks[:1], context)
+    first_bias = method.heads[module_key(tasks[0])].bias.detach().clone()
+    method.learn(tasks[1:3], context)
+    moved = not torch.equal(first_bias, method.heads[module_key(tasks[0])].bias)
+    assert moved == include_first_task  # T1's own head only trains when T1's loss is in the sum
+    assert method.learned == [task.name for task in tasks[:3]]
+
+
 # --- end to end through the runner -----------------------------------------------------------
 
 def test_runner_end_to_end(tmp_path):
