@@ -181,11 +181,12 @@ class Conure(ContinualMethod):
             params = [p for p in params if p is not embedding]
         return list({id(p): p for p in params}.values())
 
-    def _freeze_shared_after_first_task(self) -> None:
+    def _freeze_after_task(self) -> None:
+        """A learnt task's norms and head never move again; nor do T1's embeddings and biases."""
         self.encoder.embedding.requires_grad_(False)
         for conv in self.owned_convs():
             conv.bias.requires_grad_(False)
-        for key, head in self.heads.items():
+        for head in self.heads.values():
             head.requires_grad_(False)
         for norm in task_norms(self.encoder):
             norm.requires_grad_(False)
@@ -229,7 +230,7 @@ class Conure(ContinualMethod):
                 self._train(task, head, position, context, "train")
             self.variant_scores["Conure-"][task.name] = context.evaluate(task, lambda x: self.scores(task, x))
             self._prune_and_retrain(task, head, position, context)
-            self._freeze_shared_after_first_task()
+            self._freeze_after_task()
             self.learned.append(task.name)
 
     def _encode(self, task, inputs: torch.Tensor) -> torch.Tensor:
