@@ -78,11 +78,14 @@ def fit(
     hooks: TrainHooks | None = None,
     progress: bool = False,
     description: str = "",
+    validate: Callable[[], float] | None = None,
 ) -> FitLog:
     """Train on `task.train`, keep the epoch with the best validation score.
 
     `state` is the module whose weights are snapshotted and restored at the best epoch;
     `loss_fn(inputs, targets)` and `score_fn(inputs)` close over the method's model.
+    `validate()` replaces the validation score of `task` when one model serves several
+    tasks at once (MTL selects its epoch on the mean over all of them).
     """
     hooks = hooks or TrainHooks()
     parameters = [p for p in parameters if p.requires_grad]
@@ -111,7 +114,8 @@ def fit(
                 hooks.after_step()
             total += float(loss.detach())
         state.eval()
-        valid = evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric]
+        valid = (validate() if validate is not None
+                 else evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric])
         log.epochs.append({"epoch": epoch + 1, "loss": total / n_batches, "valid": valid})
         epochs.set_postfix(loss=f"{total / n_batches:.4f}", valid=f"{valid:.4f}")
         if best_state is None or valid > log.best_valid:

@@ -40,9 +40,9 @@ class MethodContext:
 
     def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
             hooks: TrainHooks | None = None, description: str = "",
-            train: TrainConfig | None = None) -> FitLog:
+            train: TrainConfig | None = None, validate=None) -> FitLog:
         return fit(task, parameters, loss_fn, score_fn, state, train or self.train, self.device,
-                   hooks=hooks, progress=self.progress, description=description)
+                   hooks=hooks, progress=self.progress, description=description, validate=validate)
 
     def evaluate(self, task: Task, score_fn, split: str = "test") -> dict[str, float]:
         """Metrics of `score_fn` on one split (for methods that report extra variants, e.g. Conure-)."""

@@ -1,0 +1,259 @@
+"""Conure (Yuan et al., SIGIR 2021): continual user representation by iterative pruning.
+
+What the paper (and its released code, `fajieyuan/SIGIR2021_Conure`) specifies, and what
+this module does:
+- T1: train NextItNet on T1 (here: the run's shared T1 model), then prune the
+  lowest-magnitude fraction `prune_ratio` (0.7, the code's `maskp_task*`) of the weights of
+  every dilated convolution, separately per convolution, and retrain the kept ones.
+- Task k > 1: the pruned (free) weights are trained for task k while the weights owned by
+  tasks 1..k-1 stay frozen but are still used in the forward pass; then `prune_ratio` of
+  the weights task k claimed are released again, and the kept ones are retrained.
+- Ownership is one small integer per convolution weight (0 = free, k = owned by the task
+  learnt k-th): the per-task binary masks of the paper, stored as one tensor. Task k is
+  scored with exactly the weights owned by tasks 1..k, so its scores never change later.
+- Item embeddings are trained on T1 only and then frozen (paper). Conv biases are not
+  pruned (the code never masks them); to keep old tasks exact they belong to T1 and are
+  frozen afterwards, as PackNet does. Layer norms are per task, as in the code
+  (`<taskID>_layer_norm1/2`), new ones initialised to gamma 1, beta 0. Each task has its
+  own output layer.
+- Conure- (the paper's ablation without pruning the current task) is the score right after
+  a task was trained on all free weights, before its pruning; it is reported as the
+  `Conure-` row. For T1 it is the unpruned T1 model.
+
+Weights released by pruning keep their values (they are only masked out), so the next
+task starts from them, as in the released code where masks multiply the weights.
+Frozen weights are kept exact twice over: their gradients are zeroed before the optimizer
+step (so Adam's moments stay zero) and they are re-assigned from a snapshot after it
+(so weight decay, if configured, cannot move them either).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bench.backbone import CausalConv1d, make_head
+from bench.errors import BenchError
+from bench.objectives import evaluation_scores, training_loss
+from bench.registry import METHODS
+from bench.training import TrainHooks
+from methods.base import ContinualMethod, module_key
+from methods.task_layers import TaskSwitched, make_norms_task_specific, select_task, task_norms
+
+FREE = 0  # ownership value of a weight no task owns
+MAX_TASKS = 255  # ownership is stored as uint8
+
+
+@dataclass
+class ConureOptions:
+    prune_ratio: float = 0.7  # fraction of a task's weights released after training it (code: maskp_task*)
+    prune_ratios: list[float] = field(default_factory=list)  # per task position, overrides prune_ratio
+    retrain_epochs: int = 0  # epochs of retraining after pruning; 0 = the run's train.epochs
+
+    def ratio_for(self, position: int) -> float:
+        """Prune ratio of the task learnt `position`-th (1-based)."""
+        ratios = self.prune_ratios
+        return float(ratios[position - 1]) if position <= len(ratios) else float(self.prune_ratio)
+
+    def validate(self) -> None:
+        for ratio in [self.prune_ratio, *self.prune_ratios]:
+            if not 0.0 <= float(ratio) <= 1.0:
+                raise BenchError(f"Conure: prune ratios must lie in [0, 1], got {ratio}")
+        if self.retrain_epochs < 0:
+            raise BenchError("Conure: retrain_epochs must be >= 0")
+
+
+class OwnedCausalConv1d(CausalConv1d, TaskSwitched):
+    """A dilated convolution whose weights are owned by tasks; task k sees owners 1..k."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int):
+        super().__init__(channels, kernel_size, dilation)
+        self.register_buffer("owner", torch.ones_like(self.weight, dtype=torch.uint8))
+        self.active_position = 0
+
+    @classmethod
+    def from_conv(cls, conv: CausalConv1d) -> "OwnedCausalConv1d":
+        """The same convolution, every weight owned by the first task."""
+        owned = cls(conv.in_channels, conv.kernel_size[0], conv.dilation[0])
+        owned.load_state_dict(conv.state_dict(), strict=False)
+        return owned.to(conv.weight.device)
+
+    def select(self, key: str, position: int) -> None:
+        self.active_position = position
+
+    def visible(self) -> torch.Tensor:
+        return (self.owner != FREE) & (self.owner <= self.active_position)
+
+    def effective_weight(self) -> torch.Tensor:
+        if self.active_position <= 0:
+            raise RuntimeError("OwnedCausalConv1d used before a task was selected")
+        return torch.where(self.visible(), self.weight, torch.zeros_like(self.weight))
+
+    # --- ownership changes -------------------------------------------------------------------
+    def claim_free(self, position: int) -> None:
+        self.owner[self.owner == FREE] = position
+
+    def prune(self, position: int, ratio: float) -> None:
+        """Release the `ratio` lowest-magnitude weights owned by `position` (code: per conv top-k)."""
+        owned = self.owner == position
+        n_owned = int(owned.sum())
+        n_release = int(round(ratio * n_owned))
+        if n_release == 0:
+            return
+        magnitude = torch.where(owned, self.weight.detach().abs(), torch.full_like(self.weight, float("inf")))
+        released = torch.topk(magnitude.flatten(), n_release, largest=False).indices
+        self.owner.view(-1)[released] = FREE
+
+
+class OwnedWeightGuard:
+    """Training hooks that let only the weights owned by one task move."""
+
+    def __init__(self, convs: list[OwnedCausalConv1d], position: int):
+        self.convs = convs
+        self.trainable = [conv.owner == position for conv in convs]
+        self.snapshots = [conv.weight.detach().clone() for conv in convs]
+
+    def after_backward(self) -> None:
+        for conv, trainable in zip(self.convs, self.trainable):
+            if conv.weight.grad is not None:
+                conv.weight.grad.mul_(trainable)
+
+    def after_step(self) -> None:
+        with torch.no_grad():
+            for conv, trainable, snapshot in zip(self.convs, self.trainable, self.snapshots):
+                conv.weight.copy_(torch.where(trainable, conv.weight, snapshot))
+
+    def hooks(self) -> TrainHooks:
+        return TrainHooks(after_backward=self.after_backward, after_step=self.after_step)
+
+
+@METHODS.register("Conure")
+class Conure(ContinualMethod):
+    Options = ConureOptions
+    paper = "Conure (Yuan et al., SIGIR 2021)"
+
+    def __init__(self, context, options=None):
+        super().__init__(context, options)
+        self.options.validate()
+        self.encoder: nn.Module | None = None
+        self.heads = nn.ModuleDict()
+        self.positions: dict[str, int] = {}
+        self.variant_scores = {"Conure-": {}}
+
+    # --- structure -------------------------------------------------------------------------
+    def owned_convs(self) -> list[OwnedCausalConv1d]:
+        return [layer for layer in self.encoder.modules() if isinstance(layer, OwnedCausalConv1d)]
+
+    def _adopt_first_model(self, task, context) -> nn.Module:
+        """The shared T1 model with ownership-masked convs (all owned by T1) and per-task norms."""
+        encoder, head = context.pretrained(task)
+        for block in encoder.blocks:
+            block.conv1 = OwnedCausalConv1d.from_conv(block.conv1)
+            block.conv2 = OwnedCausalConv1d.from_conv(block.conv2)
+        make_norms_task_specific(encoder, module_key(task))
+        self.encoder = encoder
+        return head
+
+    def _add_task(self, task, position: int, context) -> nn.Module:
+        """Free weights go to the new task, which also gets fresh layer norms and a head."""
+        if position > MAX_TASKS:
+            raise BenchError(f"Conure: at most {MAX_TASKS} tasks (ownership is stored as uint8)")
+        for conv in self.owned_convs():
+            conv.claim_free(position)
+        for norm in task_norms(self.encoder):
+            norm.add_task(module_key(task))
+        return make_head(task, self.encoder).to(context.device)
+
+    def _task_parameters(self, task, head: nn.Module, position: int) -> list[nn.Parameter]:
+        """What task `position` trains: its conv weights (masked by the guard), norms and head;
+        T1 also trains the item embeddings and conv biases, which are frozen afterwards."""
+        key = module_key(task)
+        params = [conv.weight for conv in self.owned_convs()]
+        params += [p for norm in task_norms(self.encoder) for p in norm.norms[key].parameters()]
+        params += list(head.parameters())  # a later next-item head ties the frozen embeddings
+        embedding = self.encoder.embedding.weight
+        if position == 1:
+            params += [embedding] + [conv.bias for conv in self.owned_convs()]
+        else:
+            params = [p for p in params if p is not embedding]
+        return list({id(p): p for p in params}.values())
+
+    def _freeze_after_task(self) -> None:
+        """A learnt task's norms and head never move again; nor do T1's embeddings and biases."""
+        self.encoder.embedding.requires_grad_(False)
+        for conv in self.owned_convs():
+            conv.bias.requires_grad_(False)
+        for head in self.heads.values():
+            head.requires_grad_(False)
+        for norm in task_norms(self.encoder):
+            norm.requires_grad_(False)
+
+    # --- training phases ---------------------------------------------------------------------
+    def _train(self, task, head, position: int, context, phase: str, epochs: int | None = None) -> None:
+        guard = OwnedWeightGuard(self.owned_convs(), position)
+
+        def loss_fn(x, y):
+            return training_loss(task, self._encode(task, x), head, x, y)
+
+        def score_fn(x):
+            return evaluation_scores(task, self._encode(task, x), head)
+
+        train = dataclasses.replace(context.train, epochs=epochs) if epochs else None
+        params = self._task_parameters(task, head, position)
+        for p in params:
+            p.requires_grad_(True)
+        self.record(context.fit(task, params, loss_fn, score_fn, nn.ModuleList([self.encoder, head]),
+                                hooks=guard.hooks(), description=f"Conure {phase} {task.name}",
+                                train=train))
+
+    def _prune_and_retrain(self, task, head, position: int, context) -> None:
+        ratio = self.options.ratio_for(position)
+        for conv in self.owned_convs():
+            conv.prune(position, ratio)
+        self._train(task, head, position, context, "retrain", self.options.retrain_epochs or None)
+
+    # --- the runner's interface ------------------------------------------------------------
+    def learn(self, tasks, context) -> None:
+        for task in tasks:
+            key = module_key(task)
+            position = len(self.learned) + 1
+            self.positions[key] = position
+            if self.encoder is None:
+                head = self._adopt_first_model(task, context)
+            else:
+                head = self._add_task(task, position, context)
+            self.heads[key] = head
+            if position > 1:
+                self._train(task, head, position, context, "train")
+            self.variant_scores["Conure-"][task.name] = context.evaluate(task, lambda x: self.scores(task, x))
+            self._prune_and_retrain(task, head, position, context)
+            self._freeze_after_task()
+            self.learned.append(task.name)
+
+    def _encode(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        key = module_key(task)
+        select_task(self.encoder, key, self.positions[key])
+        return self.encoder(inputs)
+
+    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        return evaluation_scores(task, self._encode(task, inputs), self.heads[module_key(task)])
+
+    # --- accounting --------------------------------------------------------------------------
+    def parameter_count(self) -> int:
+        """Every stored float parameter: the one backbone, per-task norms and heads.
+
+        Ownership is one uint8 per conv weight (a buffer, not a parameter): the paper's
+        per-task binary masks packed into one tensor, a quarter of the conv weights' bytes;
+        it is reported by `mask_entries`, not added here, as the papers count parameters.
+        """
+        return super().parameter_count()
+
+    def mask_entries(self) -> int:
+        return sum(conv.owner.numel() for conv in self.owned_convs())
+
+    def ownership(self) -> list[torch.Tensor]:
+        """A copy of every conv's ownership tensor (0 = free, k = task learnt k-th)."""
+        return [conv.owner.clone() for conv in self.owned_convs()]

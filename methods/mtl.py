@@ -1,0 +1,135 @@
+"""MTL (Conure's multi-task reference): T1 first, then every later task jointly.
+
+As in Conure's comparison, T1 is learnt on its own (it is the shared T1 model), and then
+all later tasks are optimised together on one shared, fine-tuned backbone with one output
+layer per task. Every optimisation step draws a batch from every task and minimises the
+(weighted) sum of their losses; the epoch is a pass over the largest task's training
+data (smaller tasks cycle through theirs), and the best epoch is the one with the highest
+mean validation score over the joint tasks.
+
+MTL is not continual: it needs all task data at once, so the runner scores it only after
+T1 and after the joint step (rows 0 and n-1 of R; the rows between are NaN). Since T1's
+loss is not part of the joint objective (as in Conure), fine-tuning may move T1's score;
+`include_first_task` adds T1 (with its own head and data) to the joint objective instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.backbone import make_head
+from bench.errors import BenchError
+from bench.objectives import evaluation_scores, training_loss
+from bench.registry import METHODS
+from bench.training import as_tensors
+from methods.base import ContinualMethod, module_key
+
+
+@dataclass
+class MTLOptions:
+    task_weights: list[float] = field(default_factory=list)  # per joint task, in order; empty = plain sum
+    include_first_task: bool = False  # also keep T1's loss in the joint objective (guards T1 against drift)
+
+
+class CyclingBatches:
+    """Endless shuffled minibatches of one task's training split (reshuffled every pass)."""
+
+    def __init__(self, task, batch_size: int, device: torch.device, seed: int):
+        self.inputs, self.targets = as_tensors(task.train, device)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.long)
+        self.cursor = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cursor >= len(self.order):
+            self.order = torch.randperm(len(self.targets), generator=self.generator)
+            self.cursor = 0
+        rows = self.order[self.cursor:self.cursor + self.batch_size].to(self.inputs.device)
+        self.cursor += self.batch_size
+        return self.inputs[rows], self.targets[rows]
+
+
+@METHODS.register("MTL")
+class MTL(ContinualMethod):
+    Options = MTLOptions
+    paper = "Conure (Yuan et al., SIGIR 2021), multi-task reference"
+
+    def __init__(self, context, options=None):
+        super().__init__(context, options)
+        self.encoder: nn.Module | None = None
+        self.heads = nn.ModuleDict()
+
+    def schedule(self, n_tasks: int) -> list[list[int]]:
+        """T1 alone, then every other task in one joint step."""
+        return [[0], list(range(1, n_tasks))] if n_tasks > 1 else [[0]]
+
+    def weights_for(self, tasks) -> list[float]:
+        weights = self.options.task_weights
+        if not weights:
+            return [1.0] * len(tasks)
+        if len(weights) != len(tasks):
+            raise BenchError(f"MTL: task_weights has {len(weights)} entries for {len(tasks)} joint tasks")
+        return [float(w) for w in weights]
+
+    def add_heads(self, tasks, context) -> None:
+        for task in tasks:
+            self.heads[module_key(task)] = make_head(task, self.encoder).to(context.device)
+
+    def joint_loss(self, tasks, batches, weights: list[float] | None = None) -> torch.Tensor:
+        """Weighted sum of every task's loss on its own batch, all through the shared encoder."""
+        weights = weights or [1.0] * len(tasks)
+        total = 0.0
+        for task, (x, y), weight in zip(tasks, batches, weights):
+            total = total + weight * training_loss(task, self.encoder(x), self.heads[module_key(task)], x, y)
+        return total
+
+    def learn(self, tasks, context) -> None:
+        if self.encoder is None:
+            first, *tasks = tasks
+            self.encoder, head = context.pretrained(first)
+            self.heads[module_key(first)] = head
+            self.learned.append(first.name)
+        if tasks:
+            self._learn_jointly(tasks, context)
+
+    def _learn_jointly(self, tasks, context) -> None:
+        self.add_heads(tasks, context)
+        learned = [task.name for task in tasks]
+        if self.options.include_first_task:
+            first = context.first_task
+            if first is None or first.name != self.learned[0]:
+                raise BenchError("MTL: include_first_task needs the run's first task in the context")
+            tasks = [first, *tasks]  # its head was made in the first step
+        weights = self.weights_for(tasks)
+        driver = max(range(len(tasks)), key=lambda i: len(tasks[i].train))
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        samplers = [CyclingBatches(task, context.train.batch_size, context.device, seed + i)
+                    for i, task in enumerate(tasks)]
+
+        def loss_fn(x, y):
+            batches = [(x, y) if i == driver else sampler.next() for i, sampler in enumerate(samplers)]
+            return self.joint_loss(tasks, batches, weights)
+
+        def score_fn(x):
+            return self.scores(tasks[driver], x)
+
+        def validate() -> float:
+            return float(np.mean([context.evaluate(task, lambda x, task=task: self.scores(task, x), "valid")
+                                  [task.primary_metric] for task in tasks]))
+
+        heads = [self.heads[module_key(task)] for task in tasks]
+        params = list(self.encoder.parameters()) + [p for head in heads for p in head.parameters()]
+        params = list({id(p): p for p in params}.values())
+        state = nn.ModuleList([self.encoder, *heads])
+        names = ", ".join(task.name for task in tasks)
+        self.record(context.fit(tasks[driver], params, loss_fn, score_fn, state,
+                                description=f"MTL joint ({names})", validate=validate))
+        self.learned += learned
+
+    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        return evaluation_scores(task, self.encoder(inputs), self.heads[module_key(task)])

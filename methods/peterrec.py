@@ -1,0 +1,188 @@
+"""PeterRec (Yuan et al., SIGIR 2020): parameter-efficient transfer with model patches.
+
+What the paper specifies, and what this module does:
+- The NextItNet trained on T1 (item embeddings included) is frozen for good; T1 is served
+  by it unchanged.
+- Every later task gets small *model patches*: bottleneck residual blocks
+  d -> k -> d (ReLU in between) inserted at every dilated convolution of every residual
+  block, either *serially* (on the convolution's output: h + patch(h)) or in *parallel*
+  (beside it: conv(x) + patch(x)). The paper reports parallel insertion as the better of
+  the two, hence the default. Patches start near identity (all weights N(0, 0.02), biases 0,
+  as the released code initialises them), so a new task starts from the T1 representation.
+- The task's layer norms are fine-tuned as well (a private copy of T1's per task), and the
+  task has its own new output layer.
+- Old tasks are scored with their own patches, norms and head, over the untouched
+  backbone, so their scores never change: #B = 1 and each task adds a few % parameters.
+
+Deviations: the released TensorFlow code uses GELU and, for the parallel variant, adds the
+patch's own identity skip as well (conv(x) + x + patch(x)); we follow the paper's figure
+(ReLU; parallel branch adds only the patch's residual function, so the block is exactly
+the T1 block when the patch outputs zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.backbone import CausalConv1d, make_head
+from bench.errors import BenchError
+from bench.objectives import evaluation_scores, training_loss
+from bench.registry import METHODS
+from methods.base import ContinualMethod, module_key
+from methods.task_layers import TaskSwitched, make_norms_task_specific, select_task, task_norms
+
+INSERTIONS = ("serial", "parallel")
+
+
+@dataclass
+class PeterRecOptions:
+    insertion: str = "parallel"  # "serial" (after each dilated conv) or "parallel" (beside it)
+    bottleneck_dim: int = 0  # k of the d -> k -> d patch; 0 = embedding_dim // 8
+    init_std: float = 0.02  # patch weights start near zero, i.e. the block starts near identity
+
+    def validate(self) -> None:
+        if self.insertion not in INSERTIONS:
+            raise BenchError(f"PeterRec: insertion must be one of {INSERTIONS}, got '{self.insertion}'")
+        if self.bottleneck_dim < 0:
+            raise BenchError("PeterRec: bottleneck_dim must be >= 0 (0 = embedding_dim // 8)")
+
+
+class ModelPatch(nn.Module):
+    """The residual function of a bottleneck block: d -> k -> ReLU -> d."""
+
+    def __init__(self, channels: int, bottleneck: int, init_std: float):
+        super().__init__()
+        self.down = nn.Linear(channels, bottleneck)
+        self.up = nn.Linear(bottleneck, channels)
+        for layer in (self.down, self.up):
+            nn.init.normal_(layer.weight, std=init_std)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(torch.relu(self.down(x)))
+
+
+class PatchedConv(TaskSwitched):
+    """A frozen dilated convolution plus the active task's patch (none for T1)."""
+
+    def __init__(self, conv: CausalConv1d, insertion: str):
+        super().__init__()
+        self.conv = conv
+        self.insertion = insertion
+        self.patches = nn.ModuleDict()
+        self.active: str | None = None
+
+    def add_task(self, key: str, bottleneck: int, init_std: float) -> ModelPatch:
+        patch = ModelPatch(self.conv.out_channels, bottleneck, init_std).to(self.conv.weight.device)
+        self.patches[key] = patch
+        return patch
+
+    def select(self, key: str, position: int) -> None:
+        self.active = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        if self.active not in self.patches:  # the task the backbone was trained on
+            return out
+        patch = self.patches[self.active]
+        if self.insertion == "serial":
+            return out + patch(out)
+        return out + patch(x)
+
+
+@METHODS.register("PeterRec")
+class PeterRec(ContinualMethod):
+    Options = PeterRecOptions
+    paper = "PeterRec (Yuan et al., SIGIR 2020)"
+
+    def __init__(self, context, options=None):
+        super().__init__(context, options)
+        self.options.validate()
+        self.encoder: nn.Module | None = None
+        self.heads = nn.ModuleDict()
+        self.positions: dict[str, int] = {}
+        self.first_key: str | None = None  # the task the frozen backbone was trained on
+
+    # --- structure -------------------------------------------------------------------------
+    def _adopt_backbone(self, task, context) -> None:
+        """Take the shared T1 model, freeze it, and make its convs and norms task-switched."""
+        encoder, head = context.pretrained(task)
+        encoder.requires_grad_(False)
+        head.requires_grad_(False)
+        key = module_key(task)
+        for block in encoder.blocks:
+            block.conv1 = PatchedConv(block.conv1, self.options.insertion)
+            block.conv2 = PatchedConv(block.conv2, self.options.insertion)
+        make_norms_task_specific(encoder, key)
+        self.encoder = encoder
+        self.first_key = key
+        self.heads[key] = head
+
+    def patched_convs(self) -> list[PatchedConv]:
+        return [layer for layer in self.encoder.modules() if isinstance(layer, PatchedConv)]
+
+    def _add_task_modules(self, task, context) -> list[nn.Parameter]:
+        """Patches, layer-norm copies and a head for `task`; returns the parameters to train."""
+        key = module_key(task)
+        bottleneck = self.options.bottleneck_dim or max(1, context.backbone.embedding_dim // 8)
+        params: list[nn.Parameter] = []
+        for conv in self.patched_convs():
+            params += conv.add_task(key, bottleneck, self.options.init_std).parameters()
+        for norm in task_norms(self.encoder):
+            params += norm.add_task(key, source=norm.norms[self.first_key]).parameters()
+        head = make_head(task, self.encoder).to(context.device)
+        self.heads[key] = head
+        return params + list(head.parameters())
+
+    # --- the runner's interface ------------------------------------------------------------
+    def learn(self, tasks, context) -> None:
+        for task in tasks:
+            key = module_key(task)
+            self.positions[key] = len(self.learned) + 1
+            if self.encoder is None:
+                self._adopt_backbone(task, context)
+            else:
+                params = self._add_task_modules(task, context)
+                head = self.heads[key]
+                state = nn.ModuleList([self.encoder, head])
+
+                def loss_fn(x, y, task=task, head=head):
+                    return training_loss(task, self._encode(task, x), head, x, y)
+
+                def score_fn(x, task=task):
+                    return self.scores(task, x)
+
+                self.record(context.fit(task, params, loss_fn, score_fn, state,
+                                        description=f"PeterRec {task.name}"))
+            self.learned.append(task.name)
+
+    def _encode(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        key = module_key(task)
+        select_task(self.encoder, key, self.positions[key])
+        return self.encoder(inputs)
+
+    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        return evaluation_scores(task, self._encode(task, inputs), self.heads[module_key(task)])
+
+    # --- accounting --------------------------------------------------------------------------
+    def task_parameter_count(self, task) -> int:
+        """Parameters added to the backbone for `task`: its patches and layer norms (not the head)."""
+        key = module_key(task)
+        patches = sum(p.numel() for conv in self.patched_convs() if key in conv.patches
+                      for p in conv.patches[key].parameters())
+        norms = sum(p.numel() for norm in task_norms(self.encoder) if key in norm.norms
+                    for p in norm.norms[key].parameters())
+        return patches + norms
+
+    def backbone_parameter_count(self) -> int:
+        """The frozen T1 backbone: embeddings, convolutions and T1's layer norms."""
+        total = self.encoder.embedding.weight.numel()
+        for conv in self.patched_convs():
+            total += sum(p.numel() for p in conv.conv.parameters())
+        for norm in task_norms(self.encoder):
+            total += sum(p.numel() for p in norm.norms[self.first_key].parameters())
+        return total
+

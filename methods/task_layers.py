@@ -1,0 +1,73 @@
+"""Task-switched layers: one module serves every task, the method says which task is active.
+
+Conure and PeterRec keep a single backbone but give each task something of its own
+(ownership masks, model patches, layer norms). Rather than copying NextItNet's forward
+pass, they swap a block's sub-layers for the task-switched versions below and call
+`select_task` before every forward.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class TaskSwitched(nn.Module):
+    """A layer whose behaviour depends on the active task (set by `select_task`)."""
+
+    def select(self, key: str, position: int) -> None:
+        """`key` names the task (ModuleDict key), `position` is its 1-based learning order."""
+        raise NotImplementedError
+
+
+def select_task(module: nn.Module, key: str, position: int) -> None:
+    """Make every task-switched layer inside `module` serve task `key`."""
+    for layer in module.modules():
+        if isinstance(layer, TaskSwitched):
+            layer.select(key, position)
+
+
+class TaskLayerNorm(TaskSwitched):
+    """One LayerNorm per task; the active task's normalises the input.
+
+    Conure's code names its norms `<taskID>_layer_norm1/2` (one pair per task), and PeterRec
+    fine-tunes the norms with the patches, so both need a private copy per task.
+    """
+
+    def __init__(self, first_key: str, first_norm: nn.LayerNorm):
+        super().__init__()
+        self.norms = nn.ModuleDict({first_key: first_norm})
+        self.active: str | None = None
+
+    def add_task(self, key: str, source: nn.LayerNorm | None = None) -> nn.LayerNorm:
+        """A new task's norm: a copy of `source`, or a freshly initialised one (gamma 1, beta 0)."""
+        template = next(iter(self.norms.values()))
+        if source is not None:
+            norm = copy.deepcopy(source)
+        else:
+            norm = nn.LayerNorm(template.normalized_shape, eps=template.eps,
+                                elementwise_affine=True).to(template.weight.device)
+        norm.requires_grad_(True)
+        self.norms[key] = norm
+        return norm
+
+    def select(self, key: str, position: int) -> None:
+        self.active = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.active is None:
+            raise RuntimeError("TaskLayerNorm used before a task was selected")
+        return self.norms[self.active](x)
+
+
+def task_norms(encoder: nn.Module) -> list[TaskLayerNorm]:
+    return [layer for layer in encoder.modules() if isinstance(layer, TaskLayerNorm)]
+
+
+def make_norms_task_specific(encoder: nn.Module, first_key: str) -> None:
+    """Replace every block's norm1/norm2 by a TaskLayerNorm whose first task keeps the original."""
+    for block in encoder.blocks:
+        for name in ("norm1", "norm2"):
+            setattr(block, name, TaskLayerNorm(first_key, getattr(block, name)))
