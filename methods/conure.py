@@ -40,8 +40,8 @@ from bench.errors import BenchError
 from bench.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
 from bench.training import TrainHooks
-from methods.base import ContinualMethod, module_key
-from methods.task_layers import TaskSwitched, make_norms_task_specific, select_task, task_norms
+from methods.base import module_key
+from methods.task_layers import TaskSwitched, TaskSwitchedMethod, make_norms_task_specific, task_norms
 
 FREE = 0  # ownership value of a weight no task owns
 MAX_TASKS = 255  # ownership is stored as uint8
@@ -131,16 +131,12 @@ class OwnedWeightGuard:
 
 
 @METHODS.register("Conure")
-class Conure(ContinualMethod):
+class Conure(TaskSwitchedMethod):
     Options = ConureOptions
     paper = "Conure (Yuan et al., SIGIR 2021)"
 
     def __init__(self, context, options=None):
         super().__init__(context, options)
-        self.options.validate()
-        self.encoder: nn.Module | None = None
-        self.heads = nn.ModuleDict()
-        self.positions: dict[str, int] = {}
         self.variant_scores = {"Conure-": {}}
 
     # --- structure -------------------------------------------------------------------------
@@ -196,10 +192,10 @@ class Conure(ContinualMethod):
         guard = OwnedWeightGuard(self.owned_convs(), position)
 
         def loss_fn(x, y):
-            return training_loss(task, self._encode(task, x), head, x, y)
+            return training_loss(task, self.encode(task, x), head, x, y)
 
         def score_fn(x):
-            return evaluation_scores(task, self._encode(task, x), head)
+            return evaluation_scores(task, self.encode(task, x), head)
 
         train = dataclasses.replace(context.train, epochs=epochs) if epochs else None
         params = self._task_parameters(task, head, position)
@@ -233,13 +229,6 @@ class Conure(ContinualMethod):
             self._freeze_after_task()
             self.learned.append(task.name)
 
-    def _encode(self, task, inputs: torch.Tensor) -> torch.Tensor:
-        key = module_key(task)
-        select_task(self.encoder, key, self.positions[key])
-        return self.encoder(inputs)
-
-    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
-        return evaluation_scores(task, self._encode(task, inputs), self.heads[module_key(task)])
 
     # --- accounting --------------------------------------------------------------------------
     def parameter_count(self) -> int:

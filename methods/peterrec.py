@@ -29,10 +29,10 @@ from torch import nn
 
 from bench.backbone import CausalConv1d, make_head
 from bench.errors import BenchError
-from bench.objectives import evaluation_scores, training_loss
+from bench.objectives import training_loss
 from bench.registry import METHODS
-from methods.base import ContinualMethod, module_key
-from methods.task_layers import TaskSwitched, make_norms_task_specific, select_task, task_norms
+from methods.base import module_key
+from methods.task_layers import TaskSwitched, TaskSwitchedMethod, make_norms_task_specific, task_norms
 
 INSERTIONS = ("serial", "parallel")
 
@@ -94,16 +94,12 @@ class PatchedConv(TaskSwitched):
 
 
 @METHODS.register("PeterRec")
-class PeterRec(ContinualMethod):
+class PeterRec(TaskSwitchedMethod):
     Options = PeterRecOptions
     paper = "PeterRec (Yuan et al., SIGIR 2020)"
 
     def __init__(self, context, options=None):
         super().__init__(context, options)
-        self.options.validate()
-        self.encoder: nn.Module | None = None
-        self.heads = nn.ModuleDict()
-        self.positions: dict[str, int] = {}
         self.first_key: str | None = None  # the task the frozen backbone was trained on
 
     # --- structure -------------------------------------------------------------------------
@@ -150,7 +146,7 @@ class PeterRec(ContinualMethod):
                 state = nn.ModuleList([self.encoder, head])
 
                 def loss_fn(x, y, task=task, head=head):
-                    return training_loss(task, self._encode(task, x), head, x, y)
+                    return training_loss(task, self.encode(task, x), head, x, y)
 
                 def score_fn(x, task=task):
                     return self.scores(task, x)
@@ -159,13 +155,6 @@ class PeterRec(ContinualMethod):
                                         description=f"PeterRec {task.name}"))
             self.learned.append(task.name)
 
-    def _encode(self, task, inputs: torch.Tensor) -> torch.Tensor:
-        key = module_key(task)
-        select_task(self.encoder, key, self.positions[key])
-        return self.encoder(inputs)
-
-    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
-        return evaluation_scores(task, self._encode(task, inputs), self.heads[module_key(task)])
 
     # --- accounting --------------------------------------------------------------------------
     def task_parameter_count(self, task) -> int:

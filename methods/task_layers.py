@@ -13,6 +13,9 @@ import copy
 import torch
 from torch import nn
 
+from bench.objectives import evaluation_scores
+from methods.base import SharedEncoderHeads, module_key
+
 
 class TaskSwitched(nn.Module):
     """A layer whose behaviour depends on the active task (set by `select_task`)."""
@@ -71,3 +74,24 @@ def make_norms_task_specific(encoder: nn.Module, first_key: str) -> None:
     for block in encoder.blocks:
         for name in ("norm1", "norm2"):
             setattr(block, name, TaskLayerNorm(first_key, getattr(block, name)))
+
+
+class TaskSwitchedMethod(SharedEncoderHeads):
+    """One encoder whose task-switched layers are pointed at a task before every forward pass.
+
+    `positions[key]` is the task's 1-based place in the sequence (Conure's ownership masks
+    show a task the weights of every task up to that place).
+    """
+
+    def __init__(self, context, options=None):
+        super().__init__(context, options)
+        self.options.validate()
+        self.positions: dict[str, int] = {}
+
+    def encode(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        key = module_key(task)
+        select_task(self.encoder, key, self.positions[key])
+        return self.encoder(inputs)
+
+    def scores(self, task, inputs: torch.Tensor) -> torch.Tensor:
+        return evaluation_scores(task, self.encode(task, inputs), self.heads[module_key(task)])

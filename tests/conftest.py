@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bench.config import BackboneConfig, RunConfig, TrainConfig
 
@@ -25,3 +26,12 @@ def tiny_config(**overrides) -> RunConfig:
 @pytest.fixture
 def results_root(tmp_path):
     return tmp_path / "results"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors run faster on one thread, and benchmark timings do not fight over the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -139,7 +139,7 @@ def test_peterrec_backbone_frozen_and_old_tasks_exact(tasks, context, insertion)
     # the patches were trained: the later task's representation differs from T1's
     with torch.no_grad():
         x = inputs_of(tasks[1])
-        assert not torch.equal(method._encode(tasks[1], x), method._encode(tasks[0], x))
+        assert not torch.equal(method.encode(tasks[1], x), method.encode(tasks[0], x))
     # patches + norms per task are a few % of the backbone; #B stays 1
     for task in tasks[1:]:
         share = method.task_parameter_count(task) / method.backbone_parameter_count()
@@ -156,7 +156,7 @@ def test_peterrec_patch_starts_near_identity(tasks, context):
     method.positions[key] = 2
     with torch.no_grad():
         x = inputs_of(tasks[1])
-        base, patched = method._encode(tasks[0], x), method._encode(tasks[1], x)
+        base, patched = method.encode(tasks[0], x), method.encode(tasks[1], x)
     assert (patched - base).abs().max() < 0.05 * base.abs().max()
     assert all(conv.patches[key].down.out_features == 4 for conv in method.patched_convs())
 

@@ -26,14 +26,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run faster on one thread, and timings do not fight over the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def bench_main(*argv, results: Path) -> int:
     return main([*argv, *TINY, "--results", str(results)])

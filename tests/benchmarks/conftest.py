@@ -5,7 +5,6 @@ a plain test; they are skipped instead so the normal test run stays fast.
 """
 
 import pytest
-import torch
 
 
 def pytest_collection_modifyitems(config, items):
@@ -18,11 +17,3 @@ def pytest_collection_modifyitems(config, items):
         if "benchmark" in getattr(item, "fixturenames", ()):
             item.add_marker(skip)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-threaded timings: comparable across runs of a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
