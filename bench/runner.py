@@ -125,7 +125,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         scores = {
             tasks[p].name: evaluate(tasks[p], tasks[p].split(config.eval_split), partial(method.scores, tasks[p]),
                                     context.device, context.train.eval_batch_size)
-            for p in seen
+            for p in method.scored_positions(seen, positions)
         }
         record.steps.append({
             "row": max(positions), "tasks": [tasks[p].name for p in positions], "scores": scores,

@@ -139,6 +139,10 @@ class ContinualMethod(nn.Module):
         """Steps of training: lists of task positions learnt together (one task per step by default)."""
         return [[position] for position in range(n_tasks)]
 
+    def scored_positions(self, seen: list[int], step: list[int]) -> list[int]:
+        """Task positions scored after a step: every task seen so far (the continual protocol)."""
+        return seen
+
     def learn(self, tasks: list[Task], context: MethodContext) -> None:
         raise NotImplementedError
 

@@ -8,9 +8,10 @@ data (smaller tasks cycle through theirs), and the best epoch is the one with th
 mean validation score over the joint tasks.
 
 MTL is not continual: it needs all task data at once, so the runner scores it only after
-T1 and after the joint step (rows 0 and n-1 of R; the rows between are NaN). Since T1's
-loss is not part of the joint objective (as in Conure), fine-tuning may move T1's score;
-`include_first_task` adds T1 (with its own head and data) to the joint objective instead.
+T1 and after the joint step (rows 0 and n-1 of R; the rows between are NaN). T1's loss is
+not part of the joint objective (as in Conure), so its final entry is left empty, as in
+Conure's table; `include_first_task` adds T1 (with its own head and data) to the joint
+objective, and then T1 is scored after the joint step too.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ class MTL(ContinualMethod):
     def schedule(self, n_tasks: int) -> list[list[int]]:
         """T1 alone, then every other task in one joint step."""
         return [[0], list(range(1, n_tasks))] if n_tasks > 1 else [[0]]
+
+    def scored_positions(self, seen: list[int], step: list[int]) -> list[int]:
+        """Only what each step optimised: T1 after T1, the joint tasks after the joint step.
+
+        As in Conure's table MTL has no final T1 entry: T1 is not part of the joint
+        objective, so its drift says nothing about multi-task learning (with
+        `include_first_task` it is part of it and is scored).
+        """
+        return sorted(set(step) | ({0} if self.options.include_first_task else set()))
 
     def weights_for(self, tasks) -> list[float]:
         weights = self.options.task_weights

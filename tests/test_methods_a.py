@@ -209,7 +209,8 @@ def test_runner_end_to_end(tmp_path):
     n = len(records["MTL"].tasks)
 
     R = records["MTL"].matrix()
-    assert np.isfinite(R[0, 0]) and np.isfinite(R[n - 1]).all()
+    assert np.isfinite(R[0, 0]) and np.isfinite(R[n - 1, 1:]).all()
+    assert np.isnan(R[n - 1, 0]), "no final T1 entry: T1 is not in the joint objective"
     assert np.isnan(R[1:n - 1]).all()
     assert [step["row"] for step in records["MTL"].steps] == [0, n - 1]
 
