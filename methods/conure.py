@@ -135,6 +135,11 @@ class Conure(TaskSwitchedMethod):
     Options = ConureOptions
     paper = "Conure (Yuan et al., SIGIR 2021)"
 
+    @classmethod
+    def search_space(cls, trial):
+        return {**super().search_space(trial),
+                "prune_ratio": trial.suggest_float("prune_ratio", 0.3, 0.9)}
+
     def __init__(self, context, options=None):
         super().__init__(context, options)
         self.variant_scores = {"Conure-": {}}

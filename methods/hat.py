@@ -62,6 +62,12 @@ class HAT(ContinualMethod):
     paper = "Serrà et al., ICML 2018 (baseline in TERACON, KDD 2023)"
     Options = HATOptions
 
+    @classmethod
+    def search_space(cls, trial):
+        return {**super().search_space(trial),
+                "smax": trial.suggest_float("smax", 25.0, 800.0, log=True),
+                "c": trial.suggest_float("c", 0.01, 2.0, log=True)}
+
     def __init__(self, context, options=None):
         super().__init__(context, options)
         check_finite(self.options.smax, "smax")

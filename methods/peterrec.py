@@ -98,6 +98,12 @@ class PeterRec(TaskSwitchedMethod):
     Options = PeterRecOptions
     paper = "PeterRec (Yuan et al., SIGIR 2020)"
 
+    @classmethod
+    def search_space(cls, trial):
+        return {**super().search_space(trial),
+                "insertion": trial.suggest_categorical("insertion", ["serial", "parallel"]),
+                "bottleneck_dim": trial.suggest_categorical("bottleneck_dim", [0, 4, 16, 32])}
+
     def __init__(self, context, options=None):
         super().__init__(context, options)
         self.first_key: str | None = None  # the task the frozen backbone was trained on

@@ -181,6 +181,13 @@ class TERACON(ContinualMethod):
     paper = "Kim et al., KDD 2023"
     Options = TERACONOptions
 
+    @classmethod
+    def search_space(cls, trial):
+        return {**super().search_space(trial),
+                "alpha": trial.suggest_float("alpha", 0.1, 10.0, log=True),
+                "smax": trial.suggest_float("smax", 10.0, 400.0, log=True),
+                "later_lr_scale": trial.suggest_float("later_lr_scale", 0.05, 1.0, log=True)}
+
     def __init__(self, context, options=None):
         super().__init__(context, options)
         check_finite(self.options.smax, "smax")

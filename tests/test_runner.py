@@ -89,3 +89,18 @@ def test_resume_after_interruption_retrains_nothing_and_matches(results_root, mo
     (record,) = run(config, RunStore.open(store.run_id, results_root / "resumed"), progress=False)
     assert learnt[2:] == record.tasks[2:], "tasks 1..2 were not retrained"
     np.testing.assert_array_equal(record.matrix(), reference["SinMoAll"].matrix())
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_search_space_names_real_options(name):
+    """`bench tune` can only set what the method has: Options fields or dotted run settings."""
+    import dataclasses
+
+    import optuna
+
+    method = METHODS.get(name)
+    trial = optuna.create_study().ask()
+    space = method.search_space(trial)
+    fields = {f.name for f in dataclasses.fields(method.Options)}
+    assert space and all("." in key or key in fields for key in space)
+    assert trial.params, "the space suggests values on the trial"
