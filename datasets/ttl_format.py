@@ -14,7 +14,7 @@ re-read exactly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -50,29 +50,48 @@ def parse_line(line: str, path: Path | str = "<string>", number: int | None = No
     return sequence, targets
 
 
-def read_lines(path: Path, with_targets: bool) -> TaskSplit:
-    """Read a TTL file: every line must have the same sequence length."""
-    inputs, targets, width = [], [], None
+def checked_lines(path: Path, with_targets: bool) -> Iterator[tuple[list[int], list[int]]]:
+    """(sequence, targets) of every non-blank line, checked: equal widths, targets where due.
+
+    Every problem raises `DataFormatError(path, line, ...)`; the released-file parser uses
+    this as its slow path to locate what its vectorised path rejected.
+    """
+    width = None
     try:
-        handle = open(path)
+        handle = open(path, errors="replace")
     except OSError as error:
         raise BenchError(f"cannot read {path}: {error.strerror}") from None
     with handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            sequence, line_targets = parse_line(line, path, number)
+            try:
+                sequence, line_targets = parse_line(line, path, number)
+            except DataFormatError as error:
+                if any(mark in line for mark in ("\t", ";", "|")):
+                    raise DataFormatError(path, number, f"{error.problem}; wrong delimiter? "
+                                          "TTL lines are comma-separated ids, ',,' before the targets") from None
+                raise
             if width is None:
                 width = len(sequence)
             elif len(sequence) != width:
                 raise DataFormatError(path, number, f"ragged line: {len(sequence)} items, expected {width}")
             if with_targets and not line_targets:
-                raise DataFormatError(path, number, "missing ',,' and target")
-            for target in line_targets if with_targets else [sequence[-1]]:
-                inputs.append(sequence)
-                targets.append(target)
+                raise DataFormatError(path, number, "missing ',,' and target(s)")
+            if not with_targets and line_targets:
+                raise DataFormatError(path, number, "unexpected ',,' in a sequence-only (T1) file")
+            yield sequence, line_targets
     if width is None:
         raise DataFormatError(path, None, "no data lines")
+
+
+def read_lines(path: Path, with_targets: bool) -> TaskSplit:
+    """Read a TTL file into instances: one per target (T1: the last item is the target)."""
+    inputs, targets = [], []
+    for sequence, line_targets in checked_lines(path, with_targets):
+        for target in line_targets if with_targets else [sequence[-1]]:
+            inputs.append(sequence)
+            targets.append(target)
     return TaskSplit(np.array(inputs, dtype=np.int64), np.array(targets, dtype=np.int64))
 
 

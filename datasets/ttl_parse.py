@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bench.errors import DataFormatError
-from datasets.ttl_format import parse_line
+from datasets.ttl_format import checked_lines
 
 
 @dataclass
@@ -92,31 +92,11 @@ def _as_array(array):
 
 def _slow(path: Path, with_targets: bool) -> ParsedLines:
     """Line-by-line parse that raises `DataFormatError(path, line, ...)` at the first problem."""
-    sequences, targets, counts, width = [], [], [], None
-    with open(path, errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                sequence, line_targets = parse_line(line, path, number)
-            except DataFormatError as error:
-                if any(mark in line for mark in ("\t", ";", "|")):
-                    raise DataFormatError(path, number, f"{error.problem}; wrong delimiter? "
-                                          "TTL lines are comma-separated ids, ',,' before the targets") from None
-                raise
-            if width is None:
-                width = len(sequence)
-            elif len(sequence) != width:
-                raise DataFormatError(path, number, f"ragged line: {len(sequence)} items, expected {width}")
-            if with_targets and not line_targets:
-                raise DataFormatError(path, number, "missing ',,' and target(s)")
-            if not with_targets and ",," in line:
-                raise DataFormatError(path, number, "unexpected ',,' in a sequence-only (T1) file")
-            sequences.append(sequence)
-            targets.extend(line_targets)
-            counts.append(len(line_targets))
-    if width is None:
-        raise DataFormatError(path, None, "no data lines")
+    sequences, targets, counts = [], [], []
+    for sequence, line_targets in checked_lines(path, with_targets):
+        sequences.append(sequence)
+        targets.extend(line_targets)
+        counts.append(len(line_targets))
     return ParsedLines(np.array(sequences, dtype=np.int64), np.array(targets, dtype=np.int64),
                        np.array(counts, dtype=np.int64))
 
