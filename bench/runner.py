@@ -79,6 +79,7 @@ def run(config: RunConfig, store: RunStore, progress: bool = True,
     context = MethodContext(
         n_items=dataset.n_items, backbone=config.backbone, train=config.train, device=device,
         seed=config.seed, cache_dir=store.cache_dir, progress=progress, first_task=tasks[0],
+        eval_split=config.eval_split,
     )
     records = []
     bar = tqdm(methods, desc="methods", disable=not progress, unit="method")

@@ -36,6 +36,7 @@ class MethodContext:
     cache_dir: Path | None = None
     progress: bool = False
     first_task: Task | None = None  # the task every method learns first (T1 by default)
+    eval_split: str = "test"  # where reported scores come from ("valid" while tuning)
     _pretrained: dict[str, dict] = field(default_factory=dict, repr=False)
 
     def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
@@ -44,8 +45,12 @@ class MethodContext:
         return fit(task, parameters, loss_fn, score_fn, state, train or self.train, self.device,
                    hooks=hooks, progress=self.progress, description=description, validate=validate)
 
-    def evaluate(self, task: Task, score_fn, split: str = "test") -> dict[str, float]:
-        """Metrics of `score_fn` on one split (for methods that report extra variants, e.g. Conure-)."""
+    def evaluate(self, task: Task, score_fn, split: str | None = None) -> dict[str, float]:
+        """Metrics of `score_fn` on the run's evaluation split (for extra rows such as Conure-).
+
+        While tuning that split is "valid", so no reported number ever reads the test split.
+        """
+        split = split or self.eval_split
         return evaluate(task, task.split(split), score_fn, self.device, self.train.eval_batch_size)
 
     def fit_model(self, task: Task, encoder: nn.Module, head: nn.Module, parameters=None,

@@ -234,7 +234,6 @@ class Conure(TaskSwitchedMethod):
             self._freeze_after_task()
             self.learned.append(task.name)
 
-
     # --- accounting --------------------------------------------------------------------------
     def parameter_count(self) -> int:
         """Every stored float parameter: the one backbone, per-task norms and heads.

@@ -211,3 +211,10 @@ def test_study_resumes_by_run_id_and_refuses_another_plan(seed_study, capsys):
     assert bench_main("run", "--methods", "SinMo,SinMoAll", "--seeds", "0,2", "--run-id", "st",
                       results=seed_study) == 2
     assert "other seeds or orders" in capsys.readouterr().err
+
+
+def test_tuning_a_method_with_extra_rows_never_touches_test(tmp_path, no_test_split):
+    """Conure reports a Conure- row from inside `learn`; while tuning it too reads validation."""
+    code = main(["tune", "--method", "Conure", "--trials", "1", *TINY[:2], *TINY[3:],
+                 "--results", str(tmp_path)])
+    assert code == 0 and no_test_split
