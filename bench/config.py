@@ -117,6 +117,24 @@ def build_run_config(data: dict[str, Any]) -> RunConfig:
             raise BenchError(f"config.{name}: expected an integer, got {value!r}")
     if config.eval_split not in ("test", "valid"):
         raise BenchError(f"config.eval_split: expected 'test' or 'valid', got {config.eval_split!r}")
+    config.method_options = _by_method_name(config.method_options, "method_options")
+    config.method_train = _by_method_name(config.method_train, "method_train")
     for method, overrides in config.method_train.items():
         from_dict(TrainConfig, overrides, f"method_train.{method}")
     return config
+
+
+def _by_method_name(settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """Keys as the registry spells them ("teracon" -> "TERACON"); an unknown name is an error,
+    not a setting that is silently never read."""
+    from bench.registry import METHODS
+
+    if not isinstance(settings, dict):
+        raise BenchError(f"config.{where}: expected a table of methods, got {type(settings).__name__}")
+    named = {}
+    for name, value in settings.items():
+        try:
+            named[METHODS.canonical(name)] = value
+        except BenchError as error:
+            raise BenchError(f"config.{where}: {error}") from None
+    return named

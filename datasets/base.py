@@ -20,6 +20,10 @@ class DatasetAdapter:
     Options: ClassVar[type] = NoOptions
     needs_data_dir: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    # Method settings that belong to this dataset rather than to the method, as a paper's
+    # per-dataset hyperparameter table does: {method: {option: value}}. Merged under the
+    # user's own settings when a run is configured, so config.json shows what was used.
+    method_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
     def load(cls, options: Any, data_dir: Path | None) -> Dataset:
@@ -34,3 +38,14 @@ def load_dataset(name: str, options: dict | None = None, data_dir: str | Path | 
     if adapter.needs_data_dir and data_dir is None:
         raise BenchError(f"dataset '{adapter.registered_name}' needs --data-dir")
     return adapter.load(parsed, Path(data_dir) if data_dir is not None else None)
+
+
+def apply_method_defaults(data: dict) -> None:
+    """Fill `data["method_options"]` with the dataset's `method_defaults` where the user set nothing."""
+    adapter = DATASETS.get(data.get("dataset", "synthetic"))
+    options = data.setdefault("method_options", {})
+    for method, defaults in adapter.method_defaults.items():
+        key = next((name for name in options if name.lower() == method.lower()), method)
+        chosen = options.setdefault(key, {})
+        for option, value in defaults.items():
+            chosen.setdefault(option, value)

@@ -23,8 +23,11 @@ heads) stays trainable through the whole sequence; one backbone (#B = 1).
 - learning rate: the released script (ttl_train.sh) trains task 2 at 1e-3 and tasks 3..6
   at 1e-4; `later_lr_scale` (0.1) and `later_lr_from` (3) reproduce that relative to the
   run's lr.
-- alpha: 0.7 is the code's default, kept here; on the synthetic default a larger weight
-  retains more (alpha = 5 roughly halves T1's drop); `bench tune` searches it.
+- alpha: 0.7 is the code's default, kept here. It weights an MSE on logits, so its right
+  value depends on the data and heads: datasets may set their own (`method_defaults` of the
+  adapter, recorded in config.json). The embedded synthetic data uses alpha = 5 and one lr for
+  all tasks, chosen on its validation split (numbers in datasets/synthetic.py); TTL keeps the
+  released values. `bench tune` searches alpha, smax and later_lr_scale.
 
 Deviations:
 - task heads are the harness's (tied item softmax for next-item tasks, a linear softmax

@@ -91,3 +91,26 @@ def test_run_then_table(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--config", str(config), "--run-id", "cli-run",
                            "--results", str(tmp_path), "--quiet")
     assert_one_line_error(code, err, "exists already")
+
+
+def stored_config(tmp_path, run_id):
+    return json.loads((tmp_path / "runs" / run_id / "config.json").read_text())
+
+
+def test_dataset_method_defaults_sit_under_the_users_settings(capsys, tmp_path, monkeypatch):
+    from datasets.synthetic import Synthetic
+
+    monkeypatch.setattr(Synthetic, "method_defaults", {"TERACON": {"alpha": 3.0, "smax": 20.0}})
+    common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),
+              "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
+    assert run_cli(capsys, "run", *common, "--run-id", "plain")[0] == 0
+    assert stored_config(tmp_path, "plain")["method_options"] == {"TERACON": {"alpha": 3.0, "smax": 20.0}}
+    # the user's value wins, whatever case the method name is written in
+    assert run_cli(capsys, "run", *common, "--run-id", "mine", "--set", "method_options.teracon.alpha=0.7")[0] == 0
+    assert stored_config(tmp_path, "mine")["method_options"] == {"TERACON": {"alpha": 0.7, "smax": 20.0}}
+
+
+def test_settings_for_an_unknown_method_are_an_error(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--set", "method_options.Conur.prune_ratio=0.5",
+                           "--results", str(tmp_path))
+    assert_one_line_error(code, err, "method_options", "unknown method 'Conur'")

@@ -16,6 +16,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import DataFormatError
+from bench.registry import DATASETS, METHODS
 from bench.tasks import TaskKind
 from datasets import grouplens
 from datasets.base import load_dataset
@@ -440,3 +441,13 @@ def test_item_index_dense_and_sparse_agree():
         mapped, unknown = index.map(np.array([[0, 3 + offset, 9 + offset, 5 + offset, 2 * DENSE_LIMIT]]))
         assert index.ids.tolist() == [3 + offset, 7 + offset, 9 + offset]
         assert mapped[0, :3].tolist() == [0, 1, 3] and unknown.tolist() == [[False, False, False, True, True]]
+
+
+@pytest.mark.parametrize("dataset", DATASETS.names())
+def test_method_defaults_name_real_methods_and_options(dataset):
+    from bench.config import from_dict
+
+    for method, options in DATASETS.get(dataset).method_defaults.items():
+        cls = METHODS.get(method)
+        assert cls.registered_name == method
+        from_dict(cls.Options, options)  # raises on an option the method does not have

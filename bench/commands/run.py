@@ -12,6 +12,7 @@ from bench.errors import BenchError
 from bench.runner import prepare, run
 from bench.store import RunStore
 from bench.tables import render_run
+from datasets.base import apply_method_defaults
 
 NAME = "run"
 HELP = "train methods on a task sequence and print the comparison table and forgetting matrices"
@@ -55,6 +56,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
         apply_override(data, assignment)
     if getattr(args, "use_tuned", False):
         tuning.apply_tuned(data, args.results)
+    apply_method_defaults(data)
     return data
 
 
