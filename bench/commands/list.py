@@ -26,8 +26,9 @@ def execute(args: argparse.Namespace) -> int:
     if args.what is None:
         print()
     if args.what in (None, "datasets"):
-        rows = [(name, DATASETS.get(name).summary) for name in DATASETS.names()]
-        print(tabulate(rows, headers=["dataset", "what it is"], tablefmt="simple"))
+        rows = [(name, DATASETS.get(name).summary, _method_settings(DATASETS.get(name)))
+                for name in DATASETS.names()]
+        print(tabulate(rows, headers=["dataset", "what it is", "its own method settings"], tablefmt="simple"))
     return 0
 
 
@@ -36,3 +37,11 @@ def _summary(cls) -> str:
     text = (sys.modules[cls.__module__].__doc__ or "").strip()
     first = text.splitlines()[0] if text else ""
     return first.split(": ", 1)[-1] if first.startswith(cls.registered_name) else first
+
+
+def _method_settings(adapter) -> str:
+    """e.g. 'TERACON alpha=5.0 later_lr_scale=1.0' (see DatasetAdapter.method_defaults)."""
+    return "; ".join(
+        " ".join([method, *(f"{key}={value}" for key, value in options.items())])
+        for method, options in adapter.method_defaults.items()
+    ) or "–"
