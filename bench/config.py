@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import tomllib
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+
+# Where runs, sweeps and tuning studies are stored unless --results says otherwise.
+DEFAULT_ROOT = Path("results")
 
 
 @dataclass
@@ -92,25 +96,37 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise BenchError(f"{path}: malformed config: {error}") from None
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply `a.b.c=value` to a nested dict; the value is parsed as JSON when it can be."""
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key:
-        raise BenchError(f"--set expects key=value, got '{assignment}'")
+def parse_scalar(raw: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, lists, true/false), else the text."""
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except json.JSONDecodeError:
-        value = raw
+        return raw
+
+
+def set_path(data: dict[str, Any], key: str, value: Any, where: str = "--set") -> None:
+    """Set `a.b.c` in a nested dict, creating the groups on the way."""
     *parents, leaf = key.split(".")
     node = data
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise BenchError(f"--set {key}: '{part}' is not a group of settings")
+            raise BenchError(f"{where} {key}: '{part}' is not a group of settings")
     node[leaf] = value
 
 
+def apply_override(data: dict[str, Any], assignment: str, where: str = "--set") -> None:
+    """Apply `a.b.c=value` to a nested dict (the one path every `--set`/`--fix` takes)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise BenchError(f"{where} expects key=value, got '{assignment}'")
+    set_path(data, key, parse_scalar(raw), where)
+
+
 def build_run_config(data: dict[str, Any]) -> RunConfig:
+    """The one place settings are resolved: the CLI, tuning and library users get the same run."""
+    data = copy.deepcopy(data)
+    apply_dataset_method_defaults(data)
     config = from_dict(RunConfig, data)
     for name, value in (("seed", config.seed),):
         if not isinstance(value, int):
@@ -138,3 +154,18 @@ def _by_method_name(settings: dict[str, Any], where: str) -> dict[str, Any]:
         except BenchError as error:
             raise BenchError(f"config.{where}: {error}") from None
     return named
+
+
+def apply_dataset_method_defaults(data: dict[str, Any]) -> None:
+    """Fill `data["method_options"]` with the dataset's `method_defaults` where the user set nothing."""
+    from bench.registry import DATASETS
+
+    adapter = DATASETS.get(data.get("dataset", "synthetic"))
+    options = data.setdefault("method_options", {})
+    if not isinstance(options, dict):
+        return  # reported by build_run_config
+    for method, defaults in adapter.method_defaults.items():
+        key = next((name for name in options if name.lower() == method.lower()), method)
+        chosen = options.setdefault(key, {})
+        for option, value in defaults.items():
+            chosen.setdefault(option, value)

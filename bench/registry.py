@@ -57,5 +57,19 @@ DATASETS: Registry = Registry("dataset")
 
 def load_plugins() -> None:
     """Import the built-in method and dataset packages so they register themselves."""
-    importlib.import_module("methods")
-    importlib.import_module("datasets")
+    importlib.import_module("bench.methods")
+    importlib.import_module("bench.datasets")
+
+
+# The column order of Conure's and TERACON's tables.
+PAPER_ORDER = ["DNN", "SinMo", "SinMoAll", "FineSmax", "FineAll", "PeterRec", "MTL", "Conure", "HAT", "TERACON"]
+
+
+def resolve_methods(names: list[str]) -> list[str]:
+    """Canonical names, 'all' expanded to every registered method in the papers' order."""
+    resolved: list[str] = []
+    for name in names:
+        expanded = METHODS.names() if name.lower() == "all" else [METHODS.canonical(name)]
+        resolved += [n for n in expanded if n not in resolved]
+    rank = {name: index for index, name in enumerate(PAPER_ORDER)}
+    return sorted(resolved, key=lambda n: rank.get(n, len(rank)))

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from bench.config import from_dict
 from bench.registry import DATASETS
-from bench.tasks import Dataset
+from bench.engine.tasks import Dataset
 
 
 @dataclass
@@ -38,14 +38,3 @@ def load_dataset(name: str, options: dict | None = None, data_dir: str | Path | 
     if adapter.needs_data_dir and data_dir is None:
         raise BenchError(f"dataset '{adapter.registered_name}' needs --data-dir")
     return adapter.load(parsed, Path(data_dir) if data_dir is not None else None)
-
-
-def apply_method_defaults(data: dict) -> None:
-    """Fill `data["method_options"]` with the dataset's `method_defaults` where the user set nothing."""
-    adapter = DATASETS.get(data.get("dataset", "synthetic"))
-    options = data.setdefault("method_options", {})
-    for method, defaults in adapter.method_defaults.items():
-        key = next((name for name in options if name.lower() == method.lower()), method)
-        chosen = options.setdefault(key, {})
-        for option, value in defaults.items():
-            chosen.setdefault(option, value)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
-from datasets.cache import data_root
+from bench.datasets.cache import data_root
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 

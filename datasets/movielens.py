@@ -27,12 +27,12 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.registry import DATASETS
-from bench.tasks import Dataset, TaskKind
-from datasets.base import DatasetAdapter
-from datasets.cache import ArrayCache, cache_key
-from datasets.item_index import ItemIndex
-from datasets.movielens_formats import Ratings, detect, read
-from datasets.splitting import TableTask, build_dataset, check_split_options
+from bench.engine.tasks import Dataset, TaskKind
+from bench.datasets.base import DatasetAdapter
+from bench.datasets.cache import ArrayCache, cache_key
+from bench.datasets.item_index import ItemIndex
+from bench.datasets.movielens_formats import Ratings, detect, read
+from bench.datasets.splitting import TableTask, build_dataset, check_split_options
 
 PROFILE_TASKS = ("age", "gender", "occupation")
 

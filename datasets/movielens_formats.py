@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, DataFormatError
-from datasets.tabular import Column, read_table
+from bench.datasets.tabular import Column, read_table
 
 RATING_COLUMNS = [Column("user"), Column("item"), Column("rating", "float"), Column("timestamp")]
 FORMATS = ("ml-25m", "ml-1m", "ml-100k", "recbole")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.errors import BenchError
-from bench.tasks import Dataset, Task, TaskKind, TaskSplit
+from bench.engine.tasks import Dataset, Task, TaskKind, TaskSplit
 
 SPLITS = ("train", "valid", "test")
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.registry import DATASETS
-from bench.tasks import Dataset, Task, TaskKind, TaskSplit
-from datasets.base import DatasetAdapter
+from bench.engine.tasks import Dataset, Task, TaskKind, TaskSplit
+from bench.datasets.base import DatasetAdapter
 
 
 @dataclass

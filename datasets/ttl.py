@@ -27,12 +27,12 @@ import numpy as np
 
 from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
-from bench.tasks import Dataset, TaskKind
-from datasets.base import DatasetAdapter
-from datasets.cache import ArrayCache, cache_key
-from datasets.item_index import ItemIndex
-from datasets.splitting import TableTask, build_dataset, check_split_options
-from datasets.ttl_parse import line_number, read_ttl
+from bench.engine.tasks import Dataset, TaskKind
+from bench.datasets.base import DatasetAdapter
+from bench.datasets.cache import ArrayCache, cache_key
+from bench.datasets.item_index import ItemIndex
+from bench.datasets.splitting import TableTask, build_dataset, check_split_options
+from bench.datasets.ttl_parse import line_number, read_ttl
 
 TTL_FILES = [
     "original_desen_pretrain.csv",

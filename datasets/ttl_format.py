@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.errors import BenchError, DataFormatError
 from bench.io import read_json, write_json, write_text
-from bench.tasks import Dataset, Task, TaskKind, TaskSplit
+from bench.engine.tasks import Dataset, Task, TaskKind, TaskSplit
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bench.errors import DataFormatError
-from datasets.ttl_format import checked_lines
+from bench.datasets.ttl_format import checked_lines
 
 
 @dataclass

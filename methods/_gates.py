@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from bench.backbone import NextItNet
+from bench.engine.backbone import NextItNet
 
 
 class UnitGate(nn.Module):

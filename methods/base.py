@@ -1,22 +1,23 @@
-"""What every method shares: the context it runs in and the interface the runner calls."""
+"""What every method shares: the interface the runner calls, and the default search space.
+
+`MethodContext` (what a method runs in) is re-exported from the engine for plugin authors.
+"""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from bench.backbone import NextItNet, UserEncoder, make_head
-from bench.config import BackboneConfig, TrainConfig, from_dict
-from bench.io import write_torch
-from bench.objectives import evaluation_scores, training_loss
-from bench.tasks import Task
-from bench.training import FitLog, TrainHooks, evaluate, fit
+from bench.config import from_dict
+from bench.engine.backbone import UserEncoder
+from bench.engine.context import MethodContext  # noqa: F401  (re-exported for plugins)
+from bench.engine.objectives import evaluation_scores
+from bench.engine.tasks import Task
+from bench.engine.training import FitLog
 
 
 @dataclass
@@ -24,84 +25,18 @@ class NoOptions:
     """A method without hyperparameters of its own."""
 
 
-@dataclass
-class MethodContext:
-    """Everything a method needs from the run, passed to `learn` (never pickled with it)."""
-
-    n_items: int
-    backbone: BackboneConfig
-    train: TrainConfig
-    device: torch.device
-    seed: int = 0
-    cache_dir: Path | None = None
-    progress: bool = False
-    first_task: Task | None = None  # the task every method learns first (T1 by default)
-    eval_split: str = "test"  # where reported scores come from ("valid" while tuning)
-    _pretrained: dict[str, dict] = field(default_factory=dict, repr=False)
-
-    def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
-            hooks: TrainHooks | None = None, description: str = "",
-            train: TrainConfig | None = None, validate=None) -> FitLog:
-        return fit(task, parameters, loss_fn, score_fn, state, train or self.train, self.device,
-                   hooks=hooks, progress=self.progress, description=description, validate=validate)
-
-    def evaluate(self, task: Task, score_fn, split: str | None = None) -> dict[str, float]:
-        """Metrics of `score_fn` on the run's evaluation split (for extra rows such as Conure-).
-
-        While tuning that split is "valid", so no reported number ever reads the test split.
-        """
-        split = split or self.eval_split
-        return evaluate(task, task.split(split), score_fn, self.device, self.train.eval_batch_size)
-
-    def fit_model(self, task: Task, encoder: nn.Module, head: nn.Module, parameters=None,
-                  description: str = "") -> FitLog:
-        """Train encoder+head on one task with the standard loss (all parameters unless given)."""
-        modules = nn.ModuleList([encoder, head])
-
-        def loss_fn(x, y):
-            return training_loss(task, encoder(x), head, x, y)
-
-        def score_fn(x):
-            return evaluation_scores(task, encoder(x), head)
-
-        params = list(modules.parameters()) if parameters is None else list(parameters)
-        return self.fit(task, params, loss_fn, score_fn, modules, description=description)
-
-    def pretrained(self, task: Task | None = None) -> tuple[NextItNet, nn.Module]:
-        """A NextItNet trained on `task` (normally T1), trained once per run and shared.
-
-        The papers start SinMoAll, FineSmax, FineAll, PeterRec and MTL from the same T1
-        model; sharing it makes their T1 column identical and saves the largest training
-        cost. It is trained under a fixed seed and cached on disk for resumed runs.
-        """
-        task = task or self.first_task
-        if task.name not in self._pretrained:
-            path = self.cache_dir / f"pretrained-{_file_key(task.name)}.pt" if self.cache_dir else None
-            if path is not None and path.exists():
-                self._pretrained[task.name] = torch.load(path, map_location=self.device, weights_only=False)
-            else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self.seed)
-                    encoder = NextItNet(self.n_items, self.backbone).to(self.device)
-                    head = make_head(task, encoder).to(self.device)
-                    log = self.fit_model(task, encoder, head, description=f"pretrain {task.name}")
-                entry = {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
-                if path is not None:
-                    write_torch(path, entry)
-                self._pretrained[task.name] = entry
-        encoder = NextItNet(self.n_items, self.backbone).to(self.device)
-        head = make_head(task, encoder).to(self.device)
-        nn.ModuleList([encoder, head]).load_state_dict(copy.deepcopy(self._pretrained[task.name]["model"]))
-        return encoder, head
-
-
-def _file_key(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-
 def module_key(task: Task) -> str:
     """A task name usable as a ModuleDict key (no dots)."""
     return task.name.replace(".", "_")
+
+
+def shared_search_space(trial) -> dict[str, Any]:
+    """The train settings every method is sensitive to (the default of `search_space`)."""
+    return {
+        "train.lr": trial.suggest_float("train.lr", 1e-4, 1e-2, log=True),
+        "train.batch_size": trial.suggest_categorical("train.batch_size", [64, 128, 256]),
+        "train.weight_decay": trial.suggest_categorical("train.weight_decay", [0.0, 1e-6, 1e-5, 1e-4]),
+    }
 
 
 class ContinualMethod(nn.Module):
@@ -135,8 +70,6 @@ class ContinualMethod(nn.Module):
         `--set` ("train.lr", ...; `train.*` then apply to this method only). Extend the
         shared default: `return {**super().search_space(trial), "alpha": trial.suggest_float(...)}`.
         """
-        from bench.tuning import shared_search_space
-
         return shared_search_space(trial)
 
     # --- what the runner calls ---------------------------------------------------------

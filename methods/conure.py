@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bench.backbone import CausalConv1d, make_head
+from bench.engine.backbone import CausalConv1d, make_head
 from bench.errors import BenchError
-from bench.objectives import evaluation_scores, training_loss
+from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
-from bench.training import TrainHooks
-from methods.base import module_key
-from methods.task_layers import TaskSwitched, TaskSwitchedMethod, make_norms_task_specific, task_norms
+from bench.engine.training import TrainHooks
+from bench.methods.base import module_key
+from bench.methods.task_layers import TaskSwitched, TaskSwitchedMethod, make_norms_task_specific, task_norms
 
 FREE = 0  # ownership value of a weight no task owns
 MAX_TASKS = 255  # ownership is stored as uint8

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from bench.backbone import make_head
-from bench.objectives import evaluation_scores, training_loss
+from bench.engine.backbone import make_head
+from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
-from methods.base import SharedEncoderHeads
+from bench.methods.base import SharedEncoderHeads
 
 
 @METHODS.register("FineSmax")

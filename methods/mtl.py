@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.backbone import make_head
+from bench.engine.backbone import make_head
 from bench.errors import BenchError
-from bench.objectives import evaluation_scores, training_loss
+from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
-from bench.training import as_tensors
-from methods.base import ContinualMethod, module_key
+from bench.engine.training import as_tensors
+from bench.methods.base import ContinualMethod, module_key
 
 
 @dataclass

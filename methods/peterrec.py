@@ -27,12 +27,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.backbone import CausalConv1d, make_head
+from bench.engine.backbone import CausalConv1d, make_head
 from bench.errors import BenchError
-from bench.objectives import training_loss
+from bench.engine.objectives import training_loss
 from bench.registry import METHODS
-from methods.base import module_key
-from methods.task_layers import TaskSwitched, TaskSwitchedMethod, make_norms_task_specific, task_norms
+from bench.methods.base import module_key
+from bench.methods.task_layers import TaskSwitched, TaskSwitchedMethod, make_norms_task_specific, task_norms
 
 INSERTIONS = ("serial", "parallel")
 

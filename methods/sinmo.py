@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench.backbone import NextItNet, make_head
+from bench.engine.backbone import NextItNet, make_head
 from bench.registry import METHODS
-from methods.base import PerTaskModels
+from bench.methods.base import PerTaskModels
 
 
 @METHODS.register("SinMo")

@@ -6,9 +6,9 @@ this is the catastrophic-forgetting baseline (#B = 1).
 
 from __future__ import annotations
 
-from bench.backbone import make_head
+from bench.engine.backbone import make_head
 from bench.registry import METHODS
-from methods.base import SharedEncoderHeads
+from bench.methods.base import SharedEncoderHeads
 
 
 @METHODS.register("SinMoAll")

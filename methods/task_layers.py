@@ -13,8 +13,8 @@ import copy
 import torch
 from torch import nn
 
-from bench.objectives import evaluation_scores
-from methods.base import SharedEncoderHeads, module_key
+from bench.engine.objectives import evaluation_scores
+from bench.methods.base import SharedEncoderHeads, module_key
 
 
 class TaskSwitched(nn.Module):

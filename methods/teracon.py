@@ -54,13 +54,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backbone import make_head
-from bench.objectives import evaluation_scores, training_loss
+from bench.engine.backbone import make_head
+from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
-from bench.tasks import Task, TaskKind
-from bench.training import TrainHooks
-from methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
-from methods.base import ContinualMethod
+from bench.engine.tasks import Task, TaskKind
+from bench.engine.training import TrainHooks
+from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
+from bench.methods.base import ContinualMethod
 
 
 @dataclass

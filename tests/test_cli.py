@@ -100,7 +100,7 @@ def stored_config(tmp_path, run_id):
 
 
 def test_dataset_method_defaults_sit_under_the_users_settings(capsys, tmp_path, monkeypatch):
-    from datasets.synthetic import Synthetic
+    from bench.datasets.synthetic import Synthetic
 
     monkeypatch.setattr(Synthetic, "method_defaults", {"TERACON": {"alpha": 3.0, "smax": 20.0}})
     common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),

@@ -17,10 +17,10 @@ import pytest
 from bench.cli import main
 from bench.errors import DataFormatError
 from bench.registry import DATASETS, METHODS
-from bench.tasks import TaskKind
-from datasets import grouplens
-from datasets.base import load_dataset
-from datasets.ttl import TTL_FILES
+from bench.engine.tasks import TaskKind
+from bench.datasets import grouplens
+from bench.datasets.base import load_dataset
+from bench.datasets.ttl import TTL_FILES
 
 
 @pytest.fixture(autouse=True)
@@ -411,8 +411,8 @@ def test_real_ml100k_info(capsys):
 @pytest.mark.slow
 def test_real_ml100k_end_to_end(tmp_path):
     from bench.config import build_run_config
-    from bench.runner import run
-    from bench.store import RunStore
+    from bench.experiments.runner import run
+    from bench.results.store import RunStore
 
     folder = recbole_ml100k()
     config = build_run_config({
@@ -432,7 +432,7 @@ def test_real_ml100k_end_to_end(tmp_path):
 
 
 def test_item_index_dense_and_sparse_agree():
-    from datasets.item_index import DENSE_LIMIT, ItemIndex
+    from bench.datasets.item_index import DENSE_LIMIT, ItemIndex
 
     raw = np.array([[0, 7, 3], [3, 9, 0]])
     for offset in (0, DENSE_LIMIT):  # small ids use the lookup table, huge ones sorting

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from bench.registry import METHODS
-from bench.runner import run
-from bench.store import RunStore
+from bench.experiments.runner import run
+from bench.results.store import RunStore
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -21,6 +21,6 @@ def test_method_runs_on_cuda(name, results_root):
 
 
 def test_auto_device_picks_cuda():
-    from bench.runner import resolve_device
+    from bench.experiments.runner import resolve_device
 
     assert resolve_device("auto").type == "cuda"

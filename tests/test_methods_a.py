@@ -10,15 +10,15 @@ import torch
 
 from bench.config import BackboneConfig, RunConfig, TrainConfig
 from bench.registry import METHODS
-from bench.runner import run
-from bench.store import RunStore
-from bench.tables import render_run
-from bench.training import as_tensors
-from datasets.synthetic import SyntheticOptions, generate
-from methods.base import MethodContext, module_key
-from methods.conure import FREE
-from methods.mtl import MTL
-from methods.peterrec import PatchedConv
+from bench.experiments.runner import run
+from bench.results.store import RunStore
+from bench.results.tables import render_run
+from bench.engine.training import as_tensors
+from bench.datasets.synthetic import SyntheticOptions, generate
+from bench.methods.base import MethodContext, module_key
+from bench.methods.conure import FREE
+from bench.methods.mtl import MTL
+from bench.methods.peterrec import PatchedConv
 
 DATA = dict(n_users=200, n_items=40, seq_len=8, target_items=[20], classes=[3, 2])
 BACKBONE = BackboneConfig(embedding_dim=16)

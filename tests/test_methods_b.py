@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-import methods  # noqa: F401  (registers every method)
-import methods.teracon as teracon_module
+import bench.methods  # noqa: F401  (registers every method)
+import bench.methods.teracon as teracon_module
 from bench.config import BackboneConfig, TrainConfig
-from bench.metrics import backward_transfer
-from bench.objectives import evaluation_pairs, training_loss
+from bench.engine.metrics import backward_transfer
+from bench.engine.objectives import evaluation_pairs, training_loss
 from bench.registry import METHODS
-from bench.training import as_tensors, evaluate
-from datasets.synthetic import SyntheticOptions, generate
-from methods._gates import Annealing, annealed_s, masked
-from methods.base import MethodContext, module_key
-from methods.hat import GradientAttenuation
+from bench.engine.training import as_tensors, evaluate
+from bench.datasets.synthetic import SyntheticOptions, generate
+from bench.methods._gates import Annealing, annealed_s, masked
+from bench.methods.base import MethodContext, module_key
+from bench.methods.hat import GradientAttenuation
 
 torch.set_num_threads(1)
 

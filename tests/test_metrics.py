@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.metrics import (accuracy, average_performance, backward_transfer, forgetting_matrix,
+from bench.engine.metrics import (accuracy, average_performance, backward_transfer, forgetting_matrix,
                            forward_transfer, ranking_metrics, target_ranks)
 
 

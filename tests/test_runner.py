@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from bench.config import TrainConfig
-from bench.metrics import backward_transfer
+from bench.engine.metrics import backward_transfer
 from bench.registry import METHODS
-from bench.runner import run
-from bench.store import RunStore
+from bench.experiments.runner import run
+from bench.results.store import RunStore
 from tests.conftest import tiny_config
 
 

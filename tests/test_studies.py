@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-import bench.runner
-import bench.training
-import methods.base
-from bench import leaderboard, studies, tuning
+import bench.experiments.runner
+import bench.engine.training
+import bench.engine.context
+from bench.experiments import sweeps, tuning
+from bench.results import leaderboard
 from bench.cli import build_parser, main
-from bench.commands.run import config_from_args
+from bench.commands.run import config_from_args, parse_orders, parse_seeds
+from bench.commands.tune import parse_fixed
 from bench.errors import BenchError
-from bench.store import RunStore
+from bench.results.store import RunStore
 
 TINY = [
     "--epochs", "1", "--quiet",
@@ -42,7 +44,7 @@ def seed_study(tmp_path_factory):
 
 
 def test_seeds_give_mean_std_table_and_keep_every_matrix(seed_study, capsys):
-    study = studies.Study.load(seed_study, "st")
+    study = sweeps.Sweep.load(seed_study, "st")
     assert [(run.run_id, run.seed) for run in study.runs] == [("st-s0", 0), ("st-s1", 1)]
     for run in study.runs:
         for method in ("SinMo", "SinMoAll"):
@@ -84,14 +86,14 @@ def test_orders_print_one_table_per_order_and_sensitivity(tmp_path, capsys):
 
 
 def test_order_parsing():
-    assert studies.parse_orders(["all-permutations"], 1, 3) == [[1, 2, 3], [1, 3, 2]]
-    assert len(studies.parse_orders(["all-permutations"], None, 3)) == 6
-    assert studies.parse_orders(["2,1,3"], None, 3) == [[2, 1, 3]]
+    assert parse_orders(["all-permutations"], 1, 3) == [[1, 2, 3], [1, 3, 2]]
+    assert len(parse_orders(["all-permutations"], None, 3)) == 6
+    assert parse_orders(["2,1,3"], None, 3) == [[2, 1, 3]]
     for bad in (["1,2"], ["1,1,2"], ["1,x,3"]):
         with pytest.raises(BenchError):
-            studies.parse_orders(bad, None, 3)
+            parse_orders(bad, None, 3)
     with pytest.raises(BenchError):
-        studies.parse_seeds("0,0")
+        parse_seeds("0,0")
 
 
 @pytest.fixture
@@ -106,7 +108,7 @@ def no_test_split(monkeypatch):
             return original(task, split, *args, **kwargs)
         return evaluate
 
-    for module in (bench.training, bench.runner, methods.base):
+    for module in (bench.engine.training, bench.experiments.runner, bench.engine.context):
         monkeypatch.setattr(module, "evaluate", guard(module.evaluate))
     return calls
 
@@ -156,10 +158,10 @@ def test_search_space_default_and_options_mapping():
     assert data == {"method_train": {"Conure": {"lr": 0.01}},
                     "method_options": {"Conure": {"prune_ratio": 0.5}},
                     "backbone": {"embedding_dim": 32}}
-    fixed = tuning.parse_fixed(["train.batch_size=64"])
+    fixed = parse_fixed(["train.batch_size=64"])
     assert fixed == {"train.batch_size": 64}
     with pytest.raises(BenchError):
-        tuning.parse_fixed(["lr"])
+        parse_fixed(["lr"])
 
 
 def test_plots_are_written(seed_study):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError, DataFormatError
-from bench.tasks import TaskKind
-from datasets.synthetic import SyntheticOptions, generate
-from datasets.ttl_format import format_line, parse_line, read_dataset, read_lines, write_dataset
+from bench.engine.tasks import TaskKind
+from bench.datasets.synthetic import SyntheticOptions, generate
+from bench.datasets.ttl_format import format_line, parse_line, read_dataset, read_lines, write_dataset
 from tests.conftest import TINY_DATA
 
 

@@ -1,11 +1,12 @@
-"""Arguments shared by several sub-commands."""
+"""Arguments shared by several sub-commands, and the one way they become run settings."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from bench.store import DEFAULT_ROOT
+from bench.config import DEFAULT_ROOT, apply_override, load_config_file
+from bench.errors import BenchError
 
 
 def add_results_argument(parser: argparse.ArgumentParser) -> None:
@@ -20,5 +21,42 @@ def add_format_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print only the comparison table, not each method's matrices")
 
 
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run settings `run` and `tune` share (declared once)."""
+    parser.add_argument("--dataset", help="dataset adapter (default: synthetic)")
+    parser.add_argument("--data-dir", help="directory holding the dataset's files")
+    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
+    parser.add_argument("--epochs", type=int, help="maximum epochs per task (shortcut for --set train.epochs=N)")
+    parser.add_argument("--config", help="JSON or TOML file of settings (see config.json of any run)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set backbone.embedding_dim=32 (repeatable)")
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """A run-config dict from --config, the shortcuts and --set, in that order of precedence."""
+    data = load_config_file(args.config) if args.config else {}
+    shortcuts = {
+        "methods": split_list(args.methods) if getattr(args, "methods", None) else None,
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "order": parse_order(args.order) if getattr(args, "order", None) else None,
+        "seed": args.seed,
+        "device": getattr(args, "device", None),
+    }
+    data.update({key: value for key, value in shortcuts.items() if value is not None})
+    if args.epochs is not None:
+        data.setdefault("train", {})["epochs"] = args.epochs
+    for assignment in args.set:
+        apply_override(data, assignment)
+    return data
+
+
 def split_list(text: str) -> list[str]:
     return [part for part in text.replace(",", " ").split() if part]
+
+
+def parse_order(text: str) -> list[int]:
+    try:
+        return [int(part) for part in split_list(text)]
+    except ValueError:
+        raise BenchError(f"--order expects task numbers such as 1,2,3, got '{text}'") from None

@@ -9,8 +9,8 @@ from tabulate import tabulate
 
 from bench.errors import BenchError
 from bench.registry import DATASETS
-from datasets.base import load_dataset
-from datasets.grouplens import RELEASES, fetch
+from bench.datasets.base import load_dataset
+from bench.datasets.grouplens import RELEASES, fetch
 
 NAME = "data"
 HELP = "download GroupLens releases (fetch) or print a dataset's task statistics (info)"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import leaderboard
+from bench.results import leaderboard
 from bench.commands.common import add_results_argument
 from bench.io import write_text
 

@@ -8,7 +8,7 @@ import sys
 from tabulate import tabulate
 
 from bench.registry import DATASETS, METHODS
-from bench.runner import resolve_methods
+from bench.registry import resolve_methods
 
 NAME = "list"
 HELP = "list the available methods and datasets"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bench.commands.common import add_results_argument
-from bench.plots import plot_run
-from bench.store import RunStore
+from bench.results.plots import plot_run
+from bench.results.store import RunStore
 
 NAME = "plot"
 HELP = "write PNG forgetting heatmaps and per-task curves of a run into <run>/plots/ (needs matplotlib)"

@@ -1,18 +1,18 @@
-"""`run`: train and evaluate methods over a task sequence, then print the tables."""
+"""`run`: train and evaluate methods over a task sequence, then print the tables.
+
+With `--seeds` or `--orders` it runs a sweep (one run per seed and order, see
+bench/experiments/sweeps.py) and prints mean ± std tables.
+"""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 
-from bench import studies, tuning
-from bench.commands.common import add_format_arguments, add_results_argument, split_list
-from bench.config import apply_override, build_run_config, load_config_file
+from bench.commands.common import (add_format_arguments, add_results_argument, add_settings_arguments,
+                                   settings_from_args, split_list)
 from bench.errors import BenchError
-from bench.runner import prepare, run
-from bench.store import RunStore
-from bench.tables import render_run
-from datasets.base import apply_method_defaults
 
 NAME = "run"
 HELP = "train methods on a task sequence and print the comparison table and forgetting matrices"
@@ -20,56 +20,40 @@ HELP = "train methods on a task sequence and print the comparison table and forg
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", help="comma-separated method names, or 'all' (default: all)")
-    parser.add_argument("--dataset", help="dataset adapter (default: synthetic)")
-    parser.add_argument("--data-dir", help="directory holding the dataset's files")
     parser.add_argument("--order", help="task order as 1-based numbers, e.g. 1,3,2,4,5,6")
-    parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--epochs", type=int, help="maximum epochs per task (shortcut for --set train.epochs=N)")
-    parser.add_argument("--config", help="JSON or TOML file of settings (see config.json of any run)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set backbone.embedding_dim=32 (repeatable)")
+    add_settings_arguments(parser)
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--use-tuned", action="store_true",
                         help="apply each method's best parameters from its `bench tune` study")
-    studies.add_arguments(parser)
+    parser.add_argument("--seeds", help="repeat every method for these seeds, e.g. 0,1,2 (tables show mean ± std)")
+    parser.add_argument("--orders", nargs="+", metavar="ORDER",
+                        help="task orders to compare, e.g. 1,2,3,4,5,6 1,3,2,4,5,6; or 'all-permutations'")
+    parser.add_argument("--fixed-first", type=int, metavar="TASK",
+                        help="with all-permutations: keep this task first (Conure Table 4 keeps T1)")
     add_results_argument(parser)
     add_format_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> dict:
-    data = load_config_file(args.config) if args.config else {}
-    shortcuts = {
-        "methods": split_list(args.methods) if args.methods else None,
-        "dataset": args.dataset,
-        "data_dir": args.data_dir,
-        "order": _parse_order(args.order) if args.order else None,
-        "seed": args.seed,
-        "device": args.device,
-    }
-    data.update({key: value for key, value in shortcuts.items() if value is not None})
-    if args.epochs is not None:
-        data.setdefault("train", {})["epochs"] = args.epochs
-    for assignment in args.set:
-        apply_override(data, assignment)
+    data = settings_from_args(args)
     if getattr(args, "use_tuned", False):
+        from bench.experiments import tuning
+
         tuning.apply_tuned(data, args.results)
-    apply_method_defaults(data)
     return data
 
 
-def _parse_order(text: str) -> list[int]:
-    try:
-        return [int(part) for part in split_list(text)]
-    except ValueError:
-        raise BenchError(f"--order expects task numbers such as 1,2,3, got '{text}'") from None
-
-
 def execute(args: argparse.Namespace) -> int:
-    if studies.requested(args) and not args.resume:
-        return studies.execute(args, config_from_args(args))
+    if (args.seeds or args.orders) and not args.resume:
+        return _sweep(args, config_from_args(args))
+    from bench.config import build_run_config
+    from bench.experiments.runner import prepare, run
+    from bench.results.store import RunStore
+    from bench.results.tables import render_run
+
     if args.resume:
         store = RunStore.open(args.resume, args.results)
         config = build_run_config(store.config)
@@ -87,3 +71,66 @@ def execute(args: argparse.Namespace) -> int:
     text = render_run(records, args.format, matrices=not args.no_matrices)
     print(text)
     return 0
+
+
+def _sweep(args: argparse.Namespace, data: dict) -> int:
+    """`run --seeds/--orders`: run (or resume) every run of the sweep, then print its tables."""
+    from bench.config import build_run_config
+    from bench.experiments import sweeps
+    from bench.experiments.runner import prepare, resolve_order
+    from bench.results.store import new_run_id
+
+    base = build_run_config(data)
+    dataset, _, methods = prepare(base)
+    base.methods = methods
+    n_tasks = len(dataset.tasks)
+    seeds = parse_seeds(args.seeds) if args.seeds else [base.seed]
+    orders = (parse_orders(args.orders, args.fixed_first, n_tasks) if args.orders
+              else [resolve_order(base.order, n_tasks)])
+    sweep_id = args.run_id or new_run_id({**data, "dataset": base.dataset, "seed": "x"}).replace("-sx", "")
+    try:
+        sweep = sweeps.run_sweep(base, seeds, orders, sweep_id, args.results, progress=not args.quiet,
+                                 log=lambda line: print(line, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"interrupted; resume the sweep with the same command and --run-id {sweep_id}", file=sys.stderr)
+        return 130
+    print(sweeps.render_sweep(sweep, args.results, args.format))
+    return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in split_list(text)]
+    except ValueError:
+        raise BenchError(f"--seeds expects integers such as 0,1,2, got '{text}'") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds expects distinct integers, got '{text}'")
+    return seeds
+
+
+def parse_orders(values: list[str], fixed_first: int | None, n_tasks: int) -> list[list[int]]:
+    from bench.experiments.runner import resolve_order
+
+    if fixed_first is not None and not 1 <= fixed_first <= n_tasks:
+        raise BenchError(f"--fixed-first {fixed_first}: expected a task number between 1 and {n_tasks}")
+    if values == ["all-permutations"]:
+        tasks = list(range(1, n_tasks + 1))
+        if fixed_first is None:
+            return [list(p) for p in itertools.permutations(tasks)]
+        rest = [t for t in tasks if t != fixed_first]
+        return [[fixed_first, *p] for p in itertools.permutations(rest)]
+    if fixed_first is not None:
+        raise BenchError("--fixed-first only applies to --orders all-permutations")
+    orders = []
+    for text in values:
+        try:
+            order = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise BenchError(f"--orders expects orders such as 1,3,2,4,5,6 or all-permutations, got '{text}'") from None
+        order = resolve_order(order, n_tasks)
+        if len(order) != n_tasks:
+            raise BenchError(f"order {text}: expected all {n_tasks} tasks")
+        if order in orders:
+            raise BenchError(f"order {text} given twice")
+        orders.append(order)
+    return orders

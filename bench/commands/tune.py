@@ -6,9 +6,9 @@ import argparse
 
 from tabulate import tabulate
 
-from bench import tuning
-from bench.commands.common import add_results_argument
-from bench.commands.run import config_from_args
+from bench.commands.common import add_results_argument, add_settings_arguments, settings_from_args
+from bench.config import parse_scalar
+from bench.errors import BenchError
 
 NAME = "tune"
 HELP = "search a method's hyperparameters with Optuna (validation split only; resumable)"
@@ -16,17 +16,11 @@ HELP = "search a method's hyperparameters with Optuna (validation split only; re
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help="the method to tune")
-    parser.add_argument("--dataset", help="dataset adapter (default: synthetic)")
-    parser.add_argument("--data-dir", help="directory holding the dataset's files")
     parser.add_argument("--trials", type=int, default=50,
                         help="finished trials wanted in the study; a rerun only adds the missing ones (default: 50)")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     parser.add_argument("--study", help="study name (default: <dataset>-<method>, which run --use-tuned reads)")
-    parser.add_argument("--seed", type=int, help="seed of the runs and of the sampler (default: 0)")
-    parser.add_argument("--epochs", type=int, help="maximum epochs per task of every trial")
-    parser.add_argument("--config", help="JSON or TOML file of base settings")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a base setting (searched parameters take precedence; see --fix)")
+    add_settings_arguments(parser)  # base settings; searched parameters take precedence (see --fix)
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                         help="pin one searched parameter, e.g. --fix train.batch_size=128 (repeatable)")
     parser.add_argument("--startup-trials", type=int, default=5,
@@ -36,15 +30,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    args.methods, args.order, args.device, args.use_tuned = None, None, None, False
-    base = config_from_args(args)
+    from bench.experiments import tuning
+
+    base = settings_from_args(args)
     study = tuning.tune(tuning.TuneSettings(
         method=args.method, base=base, trials=args.trials, root=args.results, name=args.study,
-        seed=args.seed or 0, timeout=args.timeout, fixed=tuning.parse_fixed(args.fix),
+        seed=args.seed or 0, timeout=args.timeout, fixed=parse_fixed(args.fix),
         startup_trials=args.startup_trials, quiet=args.quiet,
     ))
     print(summary(study))
     return 0
+
+
+def parse_fixed(assignments: list[str]) -> dict:
+    """`--fix train.lr=0.001` pins one search parameter (its name as the search space gives it)."""
+    fixed = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--fix expects name=value, got '{assignment}'")
+        fixed[key] = parse_scalar(raw)
+    return fixed
 
 
 def summary(study) -> str:
@@ -53,6 +59,8 @@ def summary(study) -> str:
     for trial in study.trials:
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
     lines = [f"study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))]
+    from bench.experiments import tuning
+
     params = tuning.best_params(study)
     if params is None:
         return "\n".join(lines + ["no complete trial yet"])

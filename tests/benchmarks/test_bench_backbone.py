@@ -15,10 +15,10 @@ import itertools
 import pytest
 import torch
 
-from bench.backbone import NextItNet, TiedItemHead
+from bench.engine.backbone import NextItNet, TiedItemHead
 from bench.cli import main
 from bench.config import BackboneConfig
-from bench.metrics import ranking_metrics
+from bench.engine.metrics import ranking_metrics
 
 N_ITEMS, SEQ_LEN, BATCH, EVAL_BATCH = 1000, 20, 128, 512
 

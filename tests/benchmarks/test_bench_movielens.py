@@ -21,7 +21,7 @@ import pyarrow as pa
 import pytest
 
 from bench.registry import load_plugins
-from datasets.base import load_dataset
+from bench.datasets.base import load_dataset
 
 load_plugins()  # import torch and the methods now, not inside the timed and traced load
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.metrics import average_performance, backward_transfer, forgetting_matrix, forward_transfer
-from bench.store import MethodRecord
+from bench.engine.metrics import average_performance, backward_transfer, forgetting_matrix, forward_transfer
+from bench.results.store import MethodRecord
 
 METRIC_LABEL = {"mrr@5": "MRR@5", "accuracy": "Acc"}
 

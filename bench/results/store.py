@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.config import DEFAULT_ROOT
 from bench.errors import BenchError
 from bench.io import read_json, write_json, write_text, write_torch
 
-DEFAULT_ROOT = Path("results")
 
 
 @dataclass

@@ -122,7 +122,7 @@ class TiedItemHead(nn.Module):
 
 def make_head(task, encoder: UserEncoder) -> nn.Module:
     """The task's output layer: tied item softmax for next-item, a new linear softmax otherwise."""
-    from bench.tasks import TaskKind
+    from bench.engine.tasks import TaskKind
 
     if task.kind is TaskKind.NEXT_ITEM:
         return TiedItemHead(encoder.embedding)

@@ -17,9 +17,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
-from bench.metrics import accuracy, ranking_metrics
-from bench.objectives import evaluation_pairs
-from bench.tasks import Task, TaskKind, TaskSplit
+from bench.engine.metrics import accuracy, ranking_metrics
+from bench.engine.objectives import evaluation_pairs
+from bench.engine.tasks import Task, TaskKind, TaskSplit
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.tasks import Task, TaskKind
+from bench.engine.tasks import Task, TaskKind
 
 
 def training_loss(task: Task, hidden: torch.Tensor, head, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

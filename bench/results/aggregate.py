@@ -13,8 +13,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from bench.store import MethodRecord
-from bench.tables import comparison_frame, render
+from bench.results.store import MethodRecord
+from bench.results.tables import comparison_frame, render
 
 TASK_COLUMN = re.compile(r"^T(\d+) (.+)$")
 COUNT_COLUMNS = ("#B", "Params")

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics import forgetting_matrix
-from bench.store import MethodRecord, RunStore
-from bench.tables import METRIC_LABEL
+from bench.engine.metrics import forgetting_matrix
+from bench.results.store import MethodRecord, RunStore
+from bench.results.tables import METRIC_LABEL
 
 
 def _pyplot():

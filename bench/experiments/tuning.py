@@ -31,21 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import build_run_config
+from bench.config import build_run_config, set_path
 from bench.errors import BenchError
-from bench.metrics import average_performance
+from bench.engine.metrics import average_performance
 from bench.registry import METHODS
 
 TUNING_DIR = "tuning"
-
-
-def shared_search_space(trial) -> dict[str, Any]:
-    """The train settings every method is sensitive to (the default of `search_space`)."""
-    return {
-        "train.lr": trial.suggest_float("train.lr", 1e-4, 1e-2, log=True),
-        "train.batch_size": trial.suggest_categorical("train.batch_size", [64, 128, 256]),
-        "train.weight_decay": trial.suggest_categorical("train.weight_decay", [0.0, 1e-6, 1e-5, 1e-4]),
-    }
 
 
 def study_name(dataset: str, method: str) -> str:
@@ -64,16 +55,8 @@ def apply_params(data: dict, method: str, params: dict[str, Any]) -> dict:
         elif key.startswith("train."):
             data.setdefault("method_train", {}).setdefault(method, {})[key.split(".", 1)[1]] = value
         else:
-            _set(data, key, value)
+            set_path(data, key, value)
     return data
-
-
-def _set(data: dict, key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
 
 
 # --- the study -------------------------------------------------------------------------------
@@ -113,8 +96,8 @@ def open_study(path: Path, name: str, create: bool, startup_trials: int = 5):
 
 def make_objective(settings: TuneSettings):
     optuna = _optuna()
-    from bench.runner import run
-    from bench.store import RunStore
+    from bench.experiments.runner import run
+    from bench.results.store import RunStore
 
     method_cls = METHODS.get(settings.method)
 
@@ -223,7 +206,7 @@ def apply_tuned(data: dict, root: Path) -> dict:
     Method options and train settings are per method; other run settings (backbone.*)
     are shared, so methods whose studies disagree on them are an error.
     """
-    from bench.runner import resolve_methods
+    from bench.registry import resolve_methods
 
     dataset = data.get("dataset", "synthetic")
     applied, shared = [], {}
@@ -248,17 +231,3 @@ def apply_tuned(data: dict, root: Path) -> dict:
     if not applied:
         raise BenchError(f"--use-tuned: no tuning study for these methods under {Path(root) / TUNING_DIR}")
     return data
-
-
-def parse_fixed(assignments: list[str]) -> dict[str, Any]:
-    """`--fix train.lr=0.001` pins one search parameter (its name as the search space gives it)."""
-    fixed: dict[str, Any] = {}
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or not key:
-            raise BenchError(f"--fix expects name=value, got '{assignment}'")
-        try:
-            fixed[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            fixed[key] = raw
-    return fixed

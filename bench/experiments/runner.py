@@ -19,26 +19,12 @@ from tqdm.auto import tqdm
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.io import write_json
-from bench.registry import METHODS
-from bench.store import MethodRecord, RunStore
-from bench.tasks import Dataset, Task
-from bench.training import evaluate
-from datasets.base import load_dataset
-from methods.base import MethodContext
-
-# The column order of Conure's and TERACON's tables.
-PAPER_ORDER = ["DNN", "SinMo", "SinMoAll", "FineSmax", "FineAll", "PeterRec", "MTL", "Conure", "HAT", "TERACON"]
-
-
-def resolve_methods(names: list[str]) -> list[str]:
-    """Canonical names, 'all' expanded to every registered method in the papers' order."""
-    resolved: list[str] = []
-    for name in names:
-        expanded = METHODS.names() if name.lower() == "all" else [METHODS.canonical(name)]
-        resolved += [n for n in expanded if n not in resolved]
-    rank = {name: index for index, name in enumerate(PAPER_ORDER)}
-    return sorted(resolved, key=lambda n: rank.get(n, len(rank)))
-
+from bench.registry import METHODS, resolve_methods
+from bench.results.store import MethodRecord, RunStore
+from bench.engine.tasks import Dataset, Task
+from bench.engine.context import MethodContext
+from bench.engine.training import evaluate
+from bench.datasets.base import load_dataset
 
 def resolve_order(order: list[int] | None, n_tasks: int) -> list[int]:
     if order is None:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.aggregate import formatted, mean_std, run_frame
+from bench.results.aggregate import formatted, mean_std, run_frame
 from bench.errors import BenchError
 from bench.io import write_json
-from bench.runner import PAPER_ORDER
-from bench.store import RunStore
-from bench.tables import render
+from bench.registry import PAPER_ORDER
+from bench.results.store import RunStore
+from bench.results.tables import render
 
 PUBLISHED = "published"
 LEADERBOARD = "LEADERBOARD.md"

@@ -1,0 +1,97 @@
+"""The context a method runs in: the run's settings, device, and the T1 model every method shares.
+
+It lives in the engine (not with the methods) because the runner creates it and every method
+receives it; the methods only read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bench.config import BackboneConfig, TrainConfig
+from bench.engine.backbone import NextItNet, make_head
+from bench.engine.objectives import evaluation_scores, training_loss
+from bench.engine.tasks import Task
+from bench.engine.training import FitLog, TrainHooks, evaluate, fit
+from bench.io import write_torch
+
+
+@dataclass
+class MethodContext:
+    """Everything a method needs from the run, passed to `learn` (never pickled with it)."""
+
+    n_items: int
+    backbone: BackboneConfig
+    train: TrainConfig
+    device: torch.device
+    seed: int = 0
+    cache_dir: Path | None = None
+    progress: bool = False
+    first_task: Task | None = None  # the task every method learns first (T1 by default)
+    eval_split: str = "test"  # where reported scores come from ("valid" while tuning)
+    _pretrained: dict[str, dict] = field(default_factory=dict, repr=False)
+
+    def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
+            hooks: TrainHooks | None = None, description: str = "",
+            train: TrainConfig | None = None, validate=None) -> FitLog:
+        return fit(task, parameters, loss_fn, score_fn, state, train or self.train, self.device,
+                   hooks=hooks, progress=self.progress, description=description, validate=validate)
+
+    def evaluate(self, task: Task, score_fn, split: str | None = None) -> dict[str, float]:
+        """Metrics of `score_fn` on the run's evaluation split (for extra rows such as Conure-).
+
+        While tuning that split is "valid", so no reported number ever reads the test split.
+        """
+        split = split or self.eval_split
+        return evaluate(task, task.split(split), score_fn, self.device, self.train.eval_batch_size)
+
+    def fit_model(self, task: Task, encoder: nn.Module, head: nn.Module, parameters=None,
+                  description: str = "") -> FitLog:
+        """Train encoder+head on one task with the standard loss (all parameters unless given)."""
+        modules = nn.ModuleList([encoder, head])
+
+        def loss_fn(x, y):
+            return training_loss(task, encoder(x), head, x, y)
+
+        def score_fn(x):
+            return evaluation_scores(task, encoder(x), head)
+
+        params = list(modules.parameters()) if parameters is None else list(parameters)
+        return self.fit(task, params, loss_fn, score_fn, modules, description=description)
+
+    def pretrained(self, task: Task | None = None) -> tuple[NextItNet, nn.Module]:
+        """A NextItNet trained on `task` (normally T1), trained once per run and shared.
+
+        The papers start SinMoAll, FineSmax, FineAll, PeterRec and MTL from the same T1
+        model; sharing it makes their T1 column identical and saves the largest training
+        cost. It is trained under a fixed seed and cached on disk for resumed runs.
+        """
+        task = task or self.first_task
+        if task.name not in self._pretrained:
+            path = self.cache_dir / f"pretrained-{_file_key(task.name)}.pt" if self.cache_dir else None
+            if path is not None and path.exists():
+                self._pretrained[task.name] = torch.load(path, map_location=self.device, weights_only=False)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(self.seed)
+                    encoder = NextItNet(self.n_items, self.backbone).to(self.device)
+                    head = make_head(task, encoder).to(self.device)
+                    log = self.fit_model(task, encoder, head, description=f"pretrain {task.name}")
+                entry = {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
+                if path is not None:
+                    write_torch(path, entry)
+                self._pretrained[task.name] = entry
+        encoder = NextItNet(self.n_items, self.backbone).to(self.device)
+        head = make_head(task, encoder).to(self.device)
+        nn.ModuleList([encoder, head]).load_state_dict(copy.deepcopy(self._pretrained[task.name]["model"]))
+        return encoder, head
+
+
+def _file_key(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

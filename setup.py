@@ -1,0 +1,20 @@
+"""Package layout only (metadata is in pyproject.toml).
+
+The repository keeps the design card's top-level folders, but `methods/` and `datasets/`
+install as `bench.methods` and `bench.datasets`: top-level names that generic would clash
+with other packages (HuggingFace `datasets`). Every sub-package is found automatically.
+"""
+
+from setuptools import find_packages, setup
+
+PACKAGE_DIR = {"bench": "bench", "bench.methods": "methods", "bench.datasets": "datasets"}
+
+
+def packages() -> list[str]:
+    found = []
+    for name, folder in PACKAGE_DIR.items():
+        found += [name] + [f"{name}.{sub}" for sub in find_packages(folder)]
+    return sorted(set(found))
+
+
+setup(packages=packages(), package_dir=PACKAGE_DIR)
