@@ -27,6 +27,20 @@ class BackboneConfig:
 
 
 @dataclass
+class FirstTaskSchedule:
+    """Train settings that differ on the first task (T1); None keeps the value of `train`.
+
+    The released scripts train T1 differently from later tasks (TERACON's ttl_train.sh: T1
+    with batch 32, later tasks with 1024), so a run can say so: `--set train.first_task.batch_size=32`.
+    """
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    patience: int | None = None
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
@@ -34,6 +48,14 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 3  # epochs without validation gain before stopping
     eval_batch_size: int = 512
+    first_task: FirstTaskSchedule = field(default_factory=FirstTaskSchedule)
+
+    def for_task(self, first: bool) -> "TrainConfig":
+        """The settings one task trains with: `first_task` overrides apply to the first task only."""
+        if not first:
+            return self
+        changes = {k: v for k, v in dataclasses.asdict(self.first_task).items() if v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
 
 
 @dataclass

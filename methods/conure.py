@@ -202,7 +202,7 @@ class Conure(TaskSwitchedMethod):
         def score_fn(x):
             return evaluation_scores(task, self.encode(task, x), head)
 
-        train = dataclasses.replace(context.train, epochs=epochs) if epochs else None
+        train = dataclasses.replace(context.train_for(task), epochs=epochs) if epochs else None
         params = self._task_parameters(task, head, position)
         for p in params:
             p.requires_grad_(True)

@@ -235,7 +235,7 @@ class TERACON(ContinualMethod):
                     e.clamp_(-options.thres_emb, options.thres_emb)
 
         hooks = TrainHooks(on_batch_start=annealing, after_step=clamp)
-        train = context.train
+        train = context.train_for(task)
         if k + 1 >= options.later_lr_from:
             train = dataclasses.replace(train, lr=train.lr * options.later_lr_scale)
         return context.fit(task, net.parameters(), loss_fn, score_fn, net, hooks=hooks,

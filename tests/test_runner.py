@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bench.config import TrainConfig
+from bench.io import read_json
 from bench.engine.metrics import backward_transfer
 from bench.registry import METHODS
 from bench.experiments.runner import run
@@ -104,3 +105,30 @@ def test_search_space_names_real_options(name):
     fields = {f.name for f in dataclasses.fields(method.Options)}
     assert space and all("." in key or key in fields for key in space)
     assert trial.params, "the space suggests values on the trial"
+
+
+def test_first_task_schedule_applies_to_the_first_task_only():
+    from bench.config import FirstTaskSchedule
+
+    train = TrainConfig(batch_size=1024, lr=1e-3, first_task=FirstTaskSchedule(batch_size=32, epochs=5))
+    first, later = train.for_task(first=True), train.for_task(first=False)
+    assert (first.batch_size, first.epochs, first.lr) == (32, 5, 1e-3)
+    assert (later.batch_size, later.epochs) == (1024, train.epochs)
+
+
+def test_first_task_schedule_is_settable_and_recorded(tmp_path):
+    from bench.cli import main
+    from bench.results.store import RunStore
+
+    assert main(["run", "--methods", "FineSmax", "--epochs", "1", "--quiet", "--no-matrices",
+                 "--set", "dataset_options.n_users=120", "--set", "train.first_task.batch_size=32",
+                 "--set", "train.first_task.epochs=2", "--results", str(tmp_path), "--run-id", "sched",
+                 "--device", "cpu"]) == 0
+    store = RunStore.open("sched", tmp_path)
+    assert store.config["train"]["first_task"] == {"epochs": 2, "batch_size": 32, "lr": None, "patience": None}
+    import torch
+
+    (t1_model,) = store.cache_dir.glob("pretrained-*.pt")
+    assert len(torch.load(t1_model, weights_only=False)["log"]["epochs"]) == 2  # T1: its own 2 epochs
+    logs = read_json(store.method_dir("FineSmax") / "epochs.json")
+    assert logs and all(len(log["epochs"]) == 1 for log in logs)  # later tasks: train.epochs=1

@@ -40,8 +40,13 @@ class MethodContext:
     def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
             hooks: TrainHooks | None = None, description: str = "",
             train: TrainConfig | None = None, validate=None) -> FitLog:
-        return fit(task, parameters, loss_fn, score_fn, state, train or self.train, self.device,
+        return fit(task, parameters, loss_fn, score_fn, state, train or self.train_for(task), self.device,
                    hooks=hooks, progress=self.progress, description=description, validate=validate)
+
+    def train_for(self, task: Task) -> TrainConfig:
+        """The run's train settings for `task`, with the first-task schedule where it is the first."""
+        first = self.first_task is not None and task.name == self.first_task.name
+        return self.train.for_task(first)
 
     def evaluate(self, task: Task, score_fn, split: str | None = None) -> dict[str, float]:
         """Metrics of `score_fn` on the run's evaluation split (for extra rows such as Conure-).

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from bench.config import RunConfig
+from bench.config import RunConfig, TrainConfig, from_dict
 from bench.errors import BenchError
 from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
@@ -83,7 +83,10 @@ def method_context(name: str, context: MethodContext, config: RunConfig) -> Meth
     if not overrides:
         return context
     context.pretrained()
-    return dataclasses.replace(context, train=dataclasses.replace(config.train, **overrides))
+    merged = dataclasses.asdict(config.train)
+    for key, value in overrides.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+    return dataclasses.replace(context, train=from_dict(TrainConfig, merged, f"method_train.{name}"))
 
 
 def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunStore,
