@@ -83,12 +83,14 @@ def test_run_then_table(capsys, tmp_path):
         "device": "cpu",
     }))
     code, out, _ = run_cli(capsys, "run", "--methods", "sinmo,finesmax", "--config", str(config),
-                           "--run-id", "cli-run", "--results", str(tmp_path), "--quiet")
+                           "--run-id", "cli-run", "--results", str(tmp_path), "--quiet", "--matrices")
     assert code == 0
     assert "| SinMo " in out and "| FineSmax " in out and "forgetting matrix" in out
+    assert out.rindex("forgetting matrix") < out.index("Final performance")  # the table comes last
+    assert out.rstrip().splitlines()[-1].startswith("| FineSmax ")
     stored = json.loads((tmp_path / "runs" / "cli-run" / "config.json").read_text())
     assert stored["methods"] == ["SinMo", "FineSmax"] and stored["seed"] == 0
-    code, again, _ = run_cli(capsys, "table", "cli-run", "--results", str(tmp_path), "--no-matrices")
+    code, again, _ = run_cli(capsys, "table", "cli-run", "--results", str(tmp_path))
     assert code == 0 and "T4 Acc" in again and "forgetting matrix" not in again
     code, _, err = run_cli(capsys, "run", "--config", str(config), "--run-id", "cli-run",
                            "--results", str(tmp_path), "--quiet")
