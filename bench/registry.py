@@ -117,7 +117,7 @@ def _registrations(path: Path, kind: str) -> list[tuple[str, dict[str, Any]]]:
                     and decorator.func.attr == "register" and isinstance(decorator.func.value, ast.Name)
                     and decorator.func.value.id == registry and decorator.args
                     and isinstance(decorator.args[0], ast.Constant)):
-                found.append((decorator.args[0].value, {"__doc__": ast.get_docstring(tree) or "",
+                found.append((decorator.args[0].value, {"__doc__": ast.get_docstring(tree, clean=False) or "",
                                                         **_literal_attributes(node)}))
     return found
 
