@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import time
 
 from bench.commands.common import (add_format_arguments, add_progress_arguments, add_results_argument,
                                    add_settings_arguments, settings_from_args, show_progress, split_list)
@@ -64,12 +65,25 @@ def execute(args: argparse.Namespace) -> int:
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
     print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
     try:
-        records = run(config, store, progress=show_progress(args))
+        records = run(config, store, progress=show_progress(args), on_step=_step_lines(args))
     except KeyboardInterrupt:
         print(f"interrupted; resume with: python -m bench run --resume {store.run_id}", file=sys.stderr)
         return 130
     print(render_run(records, args.format, matrices=args.matrices))
     return 0
+
+
+def _step_lines(args: argparse.Namespace):
+    """Without bars (stderr is a log, not a terminal) one plain line per learnt step instead."""
+    if args.quiet or show_progress(args):
+        return None
+    started = time.monotonic()
+
+    def report(method, record) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {method}: learnt {', '.join(record.steps[-1]['tasks'])}",
+              file=sys.stderr, flush=True)
+
+    return report
 
 
 def _sweep(args: argparse.Namespace, data: dict) -> int:
