@@ -1,4 +1,8 @@
-"""`python -m bench <command>`: every sub-command lives in its own module in bench/commands/."""
+"""`python -m bench <command>`: every sub-command lives in its own module in bench/commands/.
+
+Command modules import their heavy dependencies (torch, pandas, optuna) inside `execute`,
+so `--help` and `list` answer quickly (tests/test_packaging.py checks the import set).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import importlib
 import sys
 
 from bench.errors import BenchError
+from bench.registry import load_file
 
 # Sub-command modules; each defines NAME, HELP, add_arguments(parser) and execute(args) -> int.
 COMMANDS = ["run", "table", "list", "data", "tune", "plot", "leaderboard"]
@@ -17,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="Benchmark continual user-representation learning methods (Conure/TERACON protocol).",
     )
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                        help="import a Python file that registers methods or datasets (repeatable; "
+                             "before the command)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for module_name in COMMANDS:
         module = importlib.import_module(f"bench.commands.{module_name}")
@@ -30,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        for path in args.plugin:
+            load_file(path)
         return int(args.execute(args) or 0)
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)

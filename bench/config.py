@@ -191,3 +191,26 @@ def apply_dataset_method_defaults(data: dict[str, Any]) -> None:
         chosen = options.setdefault(key, {})
         for option, value in defaults.items():
             chosen.setdefault(option, value)
+
+
+def method_default_layers(method: str, dataset: str = "synthetic") -> list[tuple[str, dict[str, Any]]]:
+    """Where a method's option defaults come from, lowest precedence first: its `Options`
+    dataclass (the paper's released settings), then the dataset's `method_defaults`. Another
+    source (e.g. presets) is one more layer here; the user's --set is applied on top."""
+    from bench.registry import DATASETS, METHODS
+
+    options = METHODS.get(method).Options
+    paper = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+             for f in dataclasses.fields(options)}
+    adapter = DATASETS.get(dataset)
+    by_dataset = next((values for name, values in adapter.method_defaults.items()
+                       if name.lower() == method.lower()), {})
+    return [("paper", paper), (f"dataset {adapter.registered_name}", by_dataset)]
+
+
+def method_option_sources(method: str, dataset: str = "synthetic") -> list[tuple[str, Any, str]]:
+    """(option, default, where the default comes from) for `bench list METHOD`."""
+    resolved: dict[str, tuple[Any, str]] = {}
+    for source, values in method_default_layers(method, dataset):
+        resolved.update({option: (value, source) for option, value in values.items()})
+    return [(option, value, source) for option, (value, source) in resolved.items()]

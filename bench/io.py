@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _file_mode() -> int:
+    """What open() would give a new file: 0666 less the umask (mkstemp's own 0600 would keep a
+    results folder shared by a group unreadable). The umask can only be read by setting it."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(fd, _file_mode())
         with os.fdopen(fd, mode) as handle:
             write(handle)
             handle.flush()

@@ -1,28 +1,53 @@
 """Name -> factory registries for methods and datasets.
 
 Plugins register themselves on import (`@METHODS.register("Conure")`), so the runner and
-the CLI never need an if/else chain over names.
+the CLI never need an if/else chain over names. Three kinds of plugin register:
+
+* the built-in modules of `bench/methods/` and `bench/datasets/`, which are imported only
+  when one of their entries is used: their names, docstrings and literal class attributes
+  are read from the source (`ast`), so `bench list` answers without importing torch;
+* installed distributions that declare an entry point in the group `bench.methods` or
+  `bench.datasets` (the convention pytest plugins use), imported on first use;
+* files given as `--plugin path/to/file.py` (see `load_file`).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
-from typing import Callable, Generic, TypeVar
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
 
 from bench.errors import BenchError
 
 T = TypeVar("T")
 
+# Entry-point groups, and the built-in package that holds each registry's own plugins.
+GROUPS = {"method": "bench.methods", "dataset": "bench.datasets"}
+
+
+@dataclass
+class Lazy:
+    """A built-in entry known from its source file; imported (and so registered) on first use."""
+
+    module: str
+    name: str
+    attributes: dict[str, Any] = field(default_factory=dict)  # literal class attributes, module docstring
+
 
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
-        self._entries: dict[str, T] = {}
+        self._entries: dict[str, T | Lazy] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(entry: T) -> T:
             key = name.lower()
-            if key in self._entries:
+            known = self._entries.get(key)
+            if known is not None and not (isinstance(known, Lazy) and known.module == entry.__module__):
                 raise ValueError(f"{self.kind} '{name}' registered twice")
             self._entries[key] = entry
             entry.registered_name = name  # type: ignore[attr-defined]
@@ -32,33 +57,127 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         load_plugins()
-        try:
-            return self._entries[name.lower()]
-        except KeyError:
-            raise BenchError(
-                f"unknown {self.kind} '{name}'; choose from: {', '.join(self.names())}"
-            ) from None
+        key = name.lower()
+        if key not in self._entries:
+            raise BenchError(f"unknown {self.kind} '{name}'; choose from: {', '.join(self.names())}")
+        entry = self._entries[key]
+        if isinstance(entry, Lazy):
+            importlib.import_module(entry.module)
+            entry = self._entries[key]
+            if isinstance(entry, Lazy):
+                raise BenchError(f"{entry.module} did not register {self.kind} '{entry.name}'")
+        return entry  # type: ignore[return-value]
 
     def canonical(self, name: str) -> str:
-        return self.get(name).registered_name  # type: ignore[attr-defined]
+        load_plugins()
+        entry = self._entries.get(name.lower())
+        return entry.name if isinstance(entry, Lazy) else self.get(name).registered_name  # type: ignore[attr-defined]
 
     def names(self) -> list[str]:
         load_plugins()
-        return [entry.registered_name for entry in self._entries.values()]  # type: ignore[attr-defined]
+        return [entry.name if isinstance(entry, Lazy) else entry.registered_name  # type: ignore[attr-defined]
+                for entry in self._entries.values()]
+
+    def describe(self, name: str, attribute: str, default: Any = "") -> Any:
+        """A class attribute (or `__doc__`, the module docstring) without importing a built-in:
+        its source states the value literally, or it keeps its base class's `default`
+        (tests/test_packaging.py checks both against the imported classes)."""
+        load_plugins()
+        entry = self._entries.get(name.lower())
+        if isinstance(entry, Lazy):
+            return entry.attributes.get(attribute, default)
+        entry = self.get(name)
+        if attribute == "__doc__":
+            return sys.modules[entry.__module__].__doc__ or default  # type: ignore[attr-defined]
+        return getattr(entry, attribute, default)
 
     def __contains__(self, name: str) -> bool:
         load_plugins()
         return name.lower() in self._entries
 
+    def _scan(self, package: str) -> None:
+        """Lazy entries for every `@<REGISTRY>.register("Name")` class in a built-in package."""
+        spec = importlib.util.find_spec(package)
+        for folder in spec.submodule_search_locations or []:
+            for path in sorted(Path(folder).glob("*.py")):
+                for name, attributes in _registrations(path, self.kind):
+                    self._entries.setdefault(name.lower(), Lazy(f"{package}.{path.stem}", name, attributes))
+
+
+def _registrations(path: Path, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, literal attributes) of each class registered in one source file."""
+    registry = {"method": "METHODS", "dataset": "DATASETS"}[kind]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found = []
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for decorator in node.decorator_list:
+            if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
+                    and decorator.func.attr == "register" and isinstance(decorator.func.value, ast.Name)
+                    and decorator.func.value.id == registry and decorator.args
+                    and isinstance(decorator.args[0], ast.Constant)):
+                found.append((decorator.args[0].value, {"__doc__": ast.get_docstring(tree, clean=False) or "",
+                                                        **_literal_attributes(node)}))
+    return found
+
+
+def _literal_attributes(node: ast.ClassDef) -> dict[str, Any]:
+    attributes = {}
+    for statement in node.body:
+        if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            try:
+                value = ast.literal_eval(statement.value)
+            except (ValueError, TypeError, SyntaxError):
+                continue
+            attributes.update({t.id: value for t in targets if isinstance(t, ast.Name)})
+    return attributes
+
 
 METHODS: Registry = Registry("method")
 DATASETS: Registry = Registry("dataset")
+_loaded = False
 
 
 def load_plugins() -> None:
-    """Import the built-in method and dataset packages so they register themselves."""
-    importlib.import_module("bench.methods")
-    importlib.import_module("bench.datasets")
+    """Know every plugin: built-ins from their source, then installed entry points (imported)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from importlib.metadata import entry_points
+
+    for registry in (METHODS, DATASETS):
+        registry._scan(GROUPS[registry.kind])
+    for registry in (METHODS, DATASETS):
+        for point in entry_points(group=GROUPS[registry.kind]):
+            try:
+                point.load()
+            except Exception as error:  # a broken plugin names itself instead of a traceback
+                raise BenchError(f"plugin {point.name} ({point.value}, entry point group "
+                                 f"{point.group}): {type(error).__name__}: {error}") from None
+
+
+def load_file(path: str | Path) -> None:
+    """Import one plugin file (`--plugin`), so its `@METHODS.register`/`@DATASETS.register` run."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise BenchError(f"--plugin {path}: no such file")
+    name = f"bench_plugin_{path.stem}"
+    if getattr(sys.modules.get(name), "__file__", None) == str(path):
+        return  # already loaded
+    load_plugins()  # built-ins first, so a clashing plugin name is reported, not shadowed
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BenchError:
+        raise
+    except Exception as error:
+        del sys.modules[name]
+        raise BenchError(f"--plugin {path}: {type(error).__name__}: {error}") from None
 
 
 # The column order of Conure's and TERACON's tables.

@@ -1,8 +1,5 @@
-"""Built-in dataset adapters; importing this package registers them all."""
+"""Built-in dataset adapters, one module each.
 
-import importlib
-import pkgutil
-
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+Nothing is imported here: bench/registry.py reads which module registers which name and
+imports a module the first time its dataset is used.
+"""

@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -76,3 +79,30 @@ class ArrayCache:
             write_json(self.meta_path, meta)  # written last: its presence marks a complete entry
         except OSError:
             pass  # a read-only cache only costs speed
+
+
+Arrays = tuple[dict[str, np.ndarray], dict]
+
+
+def load_or_build(cache: ArrayCache | None, build: Callable[[], Arrays], kind: str) -> tuple[dict[str, np.ndarray], dict, str]:
+    """The cached entry if there is one, else `build()` (stored when caching is on); with the
+    state "hit", "miss" or "off" that the dataset's info reports."""
+    if cache is not None:
+        hit = cache.load()
+        if hit is not None:
+            note(kind, f"loaded cached arrays {cache.arrays_path}")
+            return hit[0], hit[1], "hit"
+    arrays, meta = build()
+    if cache is None:
+        return arrays, meta, "off"
+    cache.store(arrays, meta)
+    note(kind, f"cached the parsed arrays as {cache.arrays_path}")
+    return arrays, meta, "miss"
+
+
+_START = time.monotonic()
+
+
+def note(kind: str, message: str) -> None:
+    """One progress line on stderr per phase of a load (a large parse takes minutes)."""
+    print(f"[{time.monotonic() - _START:7.1f}s] {kind}: {message}", file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ from bench.errors import BenchError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
 from bench.datasets.base import DatasetAdapter
-from bench.datasets.cache import ArrayCache, cache_key
+from bench.datasets.cache import ArrayCache, cache_key, load_or_build, note
 from bench.datasets.item_index import ItemIndex
 from bench.datasets.movielens_formats import Ratings, detect, read
 from bench.datasets.splitting import TableTask, build_dataset, check_split_options
@@ -158,17 +158,18 @@ def derive(data: Ratings, options: MovieLensOptions) -> tuple[dict[str, np.ndarr
 
 def load_tables(data_dir: Path, options: MovieLensOptions) -> tuple[dict[str, np.ndarray], dict, str]:
     source = detect(data_dir, options.format)
-    cache = ArrayCache(options.cache_dir, cache_key(f"movielens-{source.format}", source.files,
-                                                    options.derivation()))
-    if options.cache:
-        hit = cache.load()
-        if hit is not None:
-            return hit[0], hit[1], "hit"
-    arrays, meta = derive(read(source), options)
-    meta["source"] = f"{source.format} ({', '.join(p.name for p in source.files)})"
-    if options.cache:
-        cache.store(arrays, meta)
-    return arrays, meta, "miss" if options.cache else "off"
+    cache = (ArrayCache(options.cache_dir, cache_key(f"movielens-{source.format}", source.files,
+                                                     options.derivation())) if options.cache else None)
+
+    def build():
+        note("movielens", f"reading {', '.join(p.name for p in source.files)} ({source.format})")
+        ratings = read(source)
+        note("movielens", f"deriving the tasks from {len(ratings.ratings):,} ratings")
+        arrays, meta = derive(ratings, options)
+        meta["source"] = f"{source.format} ({', '.join(p.name for p in source.files)})"
+        return arrays, meta
+
+    return load_or_build(cache, build, "movielens")
 
 
 @DATASETS.register("movielens")

@@ -29,7 +29,7 @@ from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
 from bench.datasets.base import DatasetAdapter
-from bench.datasets.cache import ArrayCache, cache_key
+from bench.datasets.cache import ArrayCache, cache_key, load_or_build, note
 from bench.datasets.item_index import ItemIndex
 from bench.datasets.splitting import TableTask, build_dataset, check_split_options
 from bench.datasets.ttl_parse import line_number, read_ttl
@@ -110,6 +110,7 @@ class T1Matcher:
 
 def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray], dict]:
     """Read every file into arrays: the pooled sequences and, per task, rows and targets."""
+    note("ttl", f"reading {paths[0].name} (1/{len(paths)})")
     first = read_ttl(paths[0], with_targets=False)
     index = ItemIndex(first.sequences)
     t1, _ = index.map(first.sequences)
@@ -125,6 +126,7 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
               "targets_1": t1[:, -1].astype(np.int64)}
     n_targets = [len(item_ids)]
     for number, path in enumerate(paths[1:], start=2):
+        note("ttl", f"reading {path.name} ({number}/{len(paths)})")
         parsed = read_ttl(path, with_targets=True)
         sequences = _map_items(parsed.sequences, index, path, t1.shape[1], paths[0])
         rows = matcher.match(sequences)
@@ -171,19 +173,14 @@ def load_tables(data_dir: Path, options: TTLOptions) -> tuple[dict[str, np.ndarr
     paths = locate(data_dir, options.files)
     settings = {"files": options.files, "kinds": options.kinds,
                 "require_t1_users": options.require_t1_users}
-    cache = ArrayCache(options.cache_dir, cache_key("ttl", paths, settings))
-    if options.cache:
-        hit = cache.load()
-        if hit is not None:
-            return hit[0], hit[1], "hit"
-    arrays, meta = parse(paths, options)
-    if options.cache:
-        cache.store(arrays, meta)
+    cache = ArrayCache(options.cache_dir, cache_key("ttl", paths, settings)) if options.cache else None
+    arrays, meta, state = load_or_build(cache, lambda: parse(paths, options), "ttl")
+    if state == "miss":
         try:
             write_index(cache.directory / f"{cache.key}-index.csv", arrays["item_ids"])
         except OSError:
             pass
-    return arrays, meta, "miss" if options.cache else "off"
+    return arrays, meta, state
 
 
 @DATASETS.register("ttl")

@@ -83,12 +83,14 @@ def test_run_then_table(capsys, tmp_path):
         "device": "cpu",
     }))
     code, out, _ = run_cli(capsys, "run", "--methods", "sinmo,finesmax", "--config", str(config),
-                           "--run-id", "cli-run", "--results", str(tmp_path), "--quiet")
+                           "--run-id", "cli-run", "--results", str(tmp_path), "--quiet", "--matrices")
     assert code == 0
     assert "| SinMo " in out and "| FineSmax " in out and "forgetting matrix" in out
+    assert out.rindex("forgetting matrix") < out.index("Final performance")  # the table comes last
+    assert out.rstrip().splitlines()[-1].startswith("| FineSmax ")
     stored = json.loads((tmp_path / "runs" / "cli-run" / "config.json").read_text())
     assert stored["methods"] == ["SinMo", "FineSmax"] and stored["seed"] == 0
-    code, again, _ = run_cli(capsys, "table", "cli-run", "--results", str(tmp_path), "--no-matrices")
+    code, again, _ = run_cli(capsys, "table", "cli-run", "--results", str(tmp_path))
     assert code == 0 and "T4 Acc" in again and "forgetting matrix" not in again
     code, _, err = run_cli(capsys, "run", "--config", str(config), "--run-id", "cli-run",
                            "--results", str(tmp_path), "--quiet")
@@ -116,3 +118,33 @@ def test_settings_for_an_unknown_method_are_an_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--set", "method_options.Conur.prune_ratio=0.5",
                            "--results", str(tmp_path))
     assert_one_line_error(code, err, "method_options", "unknown method 'Conur'")
+
+
+def test_list_method_shows_each_default_and_its_source(capsys):
+    code, out, _ = run_cli(capsys, "list", "teracon")
+    assert code == 0 and out.startswith("TERACON: ")
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[4:] if line.strip()}
+    assert rows["alpha"] == ["5.0", "dataset", "synthetic"] and rows["smax"] == ["50.0", "paper"]
+    code, out, _ = run_cli(capsys, "list", "TERACON", "--dataset", "ttl")
+    assert code == 0 and any(line.split() == ["alpha", "0.7", "paper"] for line in out.splitlines())
+    code, _, err = run_cli(capsys, "list", "Conur")
+    assert_one_line_error(code, err, "unknown method 'Conur'")
+
+
+def test_data_info_takes_set_like_run(capsys):
+    code, out, _ = run_cli(capsys, "data", "info", "synthetic", "--set", "dataset_options.n_users=120")
+    assert code == 0
+    t1 = next(line for line in out.splitlines() if line.startswith("T1 "))
+    assert t1.split()[3] == "120"  # instances of T1: one per user
+    code, _, err = run_cli(capsys, "data", "info", "synthetic", "--set", "dataset_options.n_userz=5")
+    assert_one_line_error(code, err, "n_userz")
+
+
+def test_bars_only_on_a_terminal_or_when_asked(capsys, tmp_path):
+    tiny = ["run", "--methods", "FineSmax", "--epochs", "1", "--device", "cpu", "--results", str(tmp_path),
+            "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
+    code, out, err = run_cli(capsys, *tiny, "--run-id", "log")  # capsys: stderr is not a terminal
+    assert code == 0 and "\r" not in err and "FineSmax: learnt T1-sequence" in err
+    assert out.rstrip().splitlines()[-1].startswith("| FineSmax ")
+    code, _, err = run_cli(capsys, *tiny, "--run-id", "bars", "--progress")
+    assert code == 0 and "\r" in err and "methods:" in err

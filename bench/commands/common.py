@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.config import DEFAULT_ROOT, apply_override, load_config_file
@@ -17,8 +18,22 @@ def add_results_argument(parser: argparse.ArgumentParser) -> None:
 def add_format_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="github", choices=["github", "plain", "simple", "latex"],
                         help="table style (tabulate format; default: github markdown)")
-    parser.add_argument("--no-matrices", action="store_true",
-                        help="print only the comparison table, not each method's matrices")
+    parser.add_argument("--matrices", action="store_true",
+                        help="also print each method's performance and forgetting matrices (before the table)")
+    parser.add_argument("--no-matrices", action="store_false", dest="matrices",
+                        help=argparse.SUPPRESS)  # the default now; kept so older scripts still run
+
+
+def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", action="store_true",
+                       help="show progress bars even when stderr is not a terminal")
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Bars only on a terminal: in a log file tqdm's carriage returns become thousands of lines."""
+    return args.progress or (not args.quiet and sys.stderr.isatty())
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +43,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--epochs", type=int, help="maximum epochs per task (shortcut for --set train.epochs=N)")
     parser.add_argument("--config", help="JSON or TOML file of settings (see config.json of any run)")
+    add_set_argument(parser, "backbone.embedding_dim=32")
+
+
+def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set backbone.embedding_dim=32 (repeatable)")
+                        help=f"override one setting, e.g. --set {example} (repeatable)")
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:

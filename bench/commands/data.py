@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from tabulate import tabulate
-
-from bench.errors import BenchError
-from bench.registry import DATASETS
-from bench.datasets.base import load_dataset
-from bench.datasets.grouplens import RELEASES, fetch
+from bench.commands.common import add_set_argument
+from bench.config import apply_override
+from bench.datasets.grouplens import RELEASES
 
 NAME = "data"
 HELP = "download GroupLens releases (fetch) or print a dataset's task statistics (info)"
@@ -27,18 +23,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     info = actions.add_parser("info", help="per-task statistics in the layout of Conure's Table 1")
     info.add_argument("dataset", help="dataset adapter, e.g. movielens, ttl, synthetic")
     info.add_argument("--data-dir", help="directory holding the dataset's files")
-    info.add_argument("--options", help="dataset options as JSON, e.g. '{\"max_len\": 50}'")
+    add_set_argument(info, "dataset_options.max_len=50")
     info.add_argument("--format", default="simple", choices=["github", "plain", "simple", "latex"])
 
 
 def execute(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.config import build_run_config
+    from bench.datasets.base import load_dataset
+    from bench.datasets.grouplens import fetch
+
     if args.action == "fetch":
         folder = fetch(args.release, args.root, args.force)
         print(f"{args.release} is in {folder}; use --dataset movielens --data-dir {folder}")
         return 0
-    DATASETS.get(args.dataset)  # unknown names fail before any loading
-    options = _options(args.options)
-    dataset = load_dataset(args.dataset, options, args.data_dir)
+    settings = {"dataset": args.dataset}
+    for assignment in args.set:
+        apply_override(settings, assignment)
+    config = build_run_config(settings)  # unknown names and settings fail before any loading
+    dataset = load_dataset(config.dataset, config.dataset_options, args.data_dir or config.data_dir)
     rows = [[row["task"], row["name"], row["kind"], f"{row['instances']:,}", f"{row['|X|']:,}",
              f"{row['|Y|']:,}", row["train/valid/test"]] for row in dataset.statistics()]
     headers = ["task", "name", "kind", "instances", "|X|", "|Y|", "train/valid/test"]
@@ -47,14 +51,3 @@ def execute(args: argparse.Namespace) -> int:
     print(tabulate(rows, headers=headers, tablefmt=args.format, disable_numparse=True))
     return 0
 
-
-def _options(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise BenchError(f"--options: not JSON ({error})") from None
-    if not isinstance(options, dict):
-        raise BenchError("--options: expected a JSON object")
-    return options

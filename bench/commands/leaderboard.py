@@ -6,9 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.results import leaderboard
 from bench.commands.common import add_results_argument
-from bench.io import write_text
 
 NAME = "leaderboard"
 HELP = "publish curated runs and write results/LEADERBOARD.md from results/published/ (--check: fail if stale)"
@@ -20,11 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="with --publish: replace an already published run")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if the leaderboard file differs from what would be generated")
-    parser.add_argument("--output", metavar="FILE", help=f"leaderboard file (default: <results>/{leaderboard.LEADERBOARD})")
+    parser.add_argument("--output", metavar="FILE", help="leaderboard file (default: LEADERBOARD.md in --results)")
     add_results_argument(parser)
 
 
 def execute(args: argparse.Namespace) -> int:
+    from bench.io import write_text
+    from bench.results import leaderboard
+
     path = Path(args.output) if args.output else args.results / leaderboard.LEADERBOARD
     for run_id in args.publish:
         print(f"published {leaderboard.publish(args.results, run_id, args.force)}", file=sys.stderr)

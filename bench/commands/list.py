@@ -1,47 +1,63 @@
-"""`list`: the registered methods and datasets."""
+"""`list`: the registered methods and datasets, or one method's options and their sources."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from tabulate import tabulate
-
-from bench.registry import DATASETS, METHODS
-from bench.registry import resolve_methods
+from bench.registry import DATASETS, METHODS, resolve_methods
 
 NAME = "list"
-HELP = "list the available methods and datasets"
+HELP = "list the available methods and datasets, or (given a method) its options and defaults"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", choices=["methods", "datasets"], help="list only one kind")
+    parser.add_argument("what", nargs="?", metavar="methods|datasets|METHOD",
+                        help="list only one kind, or show one method's options")
+    parser.add_argument("--dataset", default="synthetic",
+                        help="with METHOD: whose method settings apply (default: synthetic)")
 
 
 def execute(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    if args.what not in (None, "methods", "datasets"):
+        return _method_options(args.what, args.dataset, tabulate)
     if args.what in (None, "methods"):
-        rows = [(name, _summary(METHODS.get(name)), METHODS.get(name).paper)
-                for name in resolve_methods(["all"])]
+        rows = [(name, _summary(name), METHODS.describe(name, "paper")) for name in resolve_methods(["all"])]
         print(tabulate(rows, headers=["method", "what it does", "paper"], tablefmt="simple"))
     if args.what is None:
         print()
     if args.what in (None, "datasets"):
-        rows = [(name, DATASETS.get(name).summary, _method_settings(DATASETS.get(name)))
+        rows = [(name, DATASETS.describe(name, "summary"), _method_settings(DATASETS.describe(name, "method_defaults", {})))
                 for name in DATASETS.names()]
         print(tabulate(rows, headers=["dataset", "what it is", "its own method settings"], tablefmt="simple"))
     return 0
 
 
-def _summary(cls) -> str:
+def _method_options(method: str, dataset: str, tabulate) -> int:
+    from bench.config import method_option_sources
+
+    name = METHODS.canonical(method)
+    rows = [(option, value, source) for option, value, source in method_option_sources(name, dataset)]
+    print(f"{name}: {_summary(name)}")
+    if not rows:
+        print("no options of its own (it trains with the shared train.* settings)")
+        return 0
+    print(f"options on dataset {DATASETS.canonical(dataset)}; change one with --set method_options.{name}.OPTION=VALUE\n")
+    print(tabulate(rows, headers=["option", "default", "from"], tablefmt="simple", disable_numparse=True))
+    return 0
+
+
+def _summary(name: str) -> str:
     """First line of the method module's docstring, without the 'Name: ' prefix."""
-    text = (sys.modules[cls.__module__].__doc__ or "").strip()
+    text = METHODS.describe(name, "__doc__").strip()
     first = text.splitlines()[0] if text else ""
-    return first.split(": ", 1)[-1] if first.startswith(cls.registered_name) else first
+    return first.split(": ", 1)[-1] if first.startswith(name) else first
 
 
-def _method_settings(adapter) -> str:
+def _method_settings(method_defaults: dict) -> str:
     """e.g. 'TERACON alpha=5.0 later_lr_scale=1.0' (see DatasetAdapter.method_defaults)."""
     return "; ".join(
         " ".join([method, *(f"{key}={value}" for key, value in options.items())])
-        for method, options in adapter.method_defaults.items()
+        for method, options in method_defaults.items()
     ) or "–"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from bench.commands.common import add_results_argument
-from bench.results.plots import plot_run
-from bench.results.store import RunStore
 
 NAME = "plot"
 HELP = "write PNG forgetting heatmaps and per-task curves of a run into <run>/plots/ (needs matplotlib)"
@@ -18,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from bench.results.plots import plot_run
+    from bench.results.store import RunStore
+
     for path in plot_run(RunStore.open(args.run_id, args.results)):
         print(path)
     return 0

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import time
 
-from bench.commands.common import (add_format_arguments, add_results_argument, add_settings_arguments,
-                                   settings_from_args, split_list)
+from bench.commands.common import (add_format_arguments, add_progress_arguments, add_results_argument,
+                                   add_settings_arguments, settings_from_args, show_progress, split_list)
 from bench.errors import BenchError
 
 NAME = "run"
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_progress_arguments(parser)
     parser.add_argument("--use-tuned", action="store_true",
                         help="apply each method's best parameters from its `bench tune` study")
     parser.add_argument("--seeds", help="repeat every method for these seeds, e.g. 0,1,2 (tables show mean ± std)")
@@ -64,13 +65,25 @@ def execute(args: argparse.Namespace) -> int:
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
     print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
     try:
-        records = run(config, store, progress=not args.quiet)
+        records = run(config, store, progress=show_progress(args), on_step=_step_lines(args))
     except KeyboardInterrupt:
         print(f"interrupted; resume with: python -m bench run --resume {store.run_id}", file=sys.stderr)
         return 130
-    text = render_run(records, args.format, matrices=not args.no_matrices)
-    print(text)
+    print(render_run(records, args.format, matrices=args.matrices))
     return 0
+
+
+def _step_lines(args: argparse.Namespace):
+    """Without bars (stderr is a log, not a terminal) one plain line per learnt step instead."""
+    if args.quiet or show_progress(args):
+        return None
+    started = time.monotonic()
+
+    def report(method, record) -> None:
+        print(f"[{time.monotonic() - started:7.1f}s] {method}: learnt {', '.join(record.steps[-1]['tasks'])}",
+              file=sys.stderr, flush=True)
+
+    return report
 
 
 def _sweep(args: argparse.Namespace, data: dict) -> int:
@@ -89,7 +102,7 @@ def _sweep(args: argparse.Namespace, data: dict) -> int:
               else [resolve_order(base.order, n_tasks)])
     sweep_id = args.run_id or new_run_id({**data, "dataset": base.dataset, "seed": "x"}).replace("-sx", "")
     try:
-        sweep = sweeps.run_sweep(base, seeds, orders, sweep_id, args.results, progress=not args.quiet,
+        sweep = sweeps.run_sweep(base, seeds, orders, sweep_id, args.results, progress=show_progress(args),
                                  log=lambda line: print(line, file=sys.stderr))
     except KeyboardInterrupt:
         print(f"interrupted; resume the sweep with the same command and --run-id {sweep_id}", file=sys.stderr)

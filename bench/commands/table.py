@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.experiments import sweeps
 from bench.commands.common import add_format_arguments, add_results_argument
-from bench.results.store import RunStore
-from bench.results.tables import render_run
 
 NAME = "table"
 HELP = "print the paper-style table and forgetting matrices of a stored run"
@@ -20,9 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from bench.experiments import sweeps
+    from bench.results.store import RunStore
+    from bench.results.tables import render_run
+
     if sweeps.is_sweep(args.run_id, args.results):
         print(sweeps.render_sweep(sweeps.Sweep.load(args.results, args.run_id), args.results, args.format))
         return 0
     store = RunStore.open(args.run_id, args.results)
-    print(render_run(store.records(), args.format, matrices=not args.no_matrices))
+    print(render_run(store.records(), args.format, matrices=args.matrices))
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from tabulate import tabulate
-
 from bench.commands.common import add_results_argument, add_settings_arguments, settings_from_args
 from bench.config import parse_scalar
 from bench.errors import BenchError
@@ -55,6 +53,8 @@ def parse_fixed(assignments: list[str]) -> dict:
 
 def summary(study) -> str:
     """The best trial and the parameter importances, as printed after `tune`."""
+    from tabulate import tabulate
+
     states: dict[str, int] = {}
     for trial in study.trials:
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -27,8 +26,8 @@ def ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, k: int = 5) -> 
 
 
 def accuracy(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    predicted = scores.argmax(dim=1).cpu().numpy()
-    return {"accuracy": float(accuracy_score(targets.cpu().numpy(), predicted))}
+    """Share of rows whose highest score is the target (scikit-learn's import alone took 1.7 s)."""
+    return {"accuracy": float((scores.argmax(dim=1) == targets).double().mean())}
 
 
 # --- summaries of the performance matrix R (rows: after training step i, cols: task j) ---

@@ -67,7 +67,8 @@ def render(frame: pd.DataFrame, fmt: str = "github", floatfmt: str = ".4f") -> s
 
 
 def render_run(records: list[MethodRecord], fmt: str = "github", matrices: bool = True) -> str:
-    """The comparison table, then for each method its performance and forgetting matrices."""
+    """Each method's performance and forgetting matrices if asked, then the comparison table
+    last, so that it is what a terminal or a log shows at its end."""
     if not records:
         return "(no finished method results yet)"
     frame = comparison_frame(records)
@@ -75,16 +76,17 @@ def render_run(records: list[MethodRecord], fmt: str = "github", matrices: bool 
         if column in frame:
             frame[column] = frame[column].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}")
     frame["Time (s)"] = frame["Time (s)"].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}")
-    parts = ["Final performance after the last task (MRR@5 for item tasks, accuracy for "
-             "classification); BWT < 0 means forgetting; FWT is measured against SinMo.", "",
-             render(frame, fmt)]
+    parts = []
     if matrices:
         for record in records:
             labels = [f"T{i + 1}" for i in range(len(record.tasks))]
             forgetting = pd.DataFrame(forgetting_matrix(record.matrix()),
                                       index=record.matrix_frame().index, columns=labels)
-            parts += ["", f"{record.method}: performance matrix R[i][j] (task j after training task i)",
+            parts += [f"{record.method}: performance matrix R[i][j] (task j after training task i)",
                       render(record.matrix_frame(), fmt),
                       "", f"{record.method}: forgetting matrix R[i][j] - R[j][j]",
-                      render(forgetting, fmt, floatfmt="+.4f")]
+                      render(forgetting, fmt, floatfmt="+.4f"), ""]
+    parts += ["Final performance after the last task (MRR@5 for item tasks, accuracy for "
+              "classification); BWT < 0 means forgetting; FWT is measured against SinMo.", "",
+              render(frame, fmt)]
     return "\n".join(parts)
