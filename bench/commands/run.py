@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shlex
 import sys
 
 from bench.commands.common import (add_format_arguments, add_results_argument, add_settings_arguments,
@@ -25,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
+    parser.add_argument("--override", action="store_true",
+                        help="with --resume: apply settings that differ from the stored run (logged in changes.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--use-tuned", action="store_true",
                         help="apply each method's best parameters from its `bench tune` study")
@@ -55,8 +58,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench.results.tables import render_run
 
     if args.resume:
-        store = RunStore.open(args.resume, args.results)
-        config = build_run_config(store.config)
+        store, config = _resume(args)
     else:
         config = build_run_config(config_from_args(args))
         _, _, methods = prepare(config)  # fail on bad names or data before creating the run
@@ -66,11 +68,38 @@ def execute(args: argparse.Namespace) -> int:
     try:
         records = run(config, store, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"interrupted; resume with: python -m bench run --resume {store.run_id}", file=sys.stderr)
+        print(f"interrupted; resume with: {resume_command(store.run_id, args.results)}", file=sys.stderr)
         return 130
     text = render_run(records, args.format, matrices=not args.no_matrices)
     print(text)
     return 0
+
+
+def _resume(args: argparse.Namespace):
+    """The stored run, locked, and its config; settings given now must match it (or --override)."""
+    from bench.experiments.runner import resume_config
+    from bench.results.store import RunStore
+
+    given = [flag for flag, value in (("--run-id", args.run_id), ("--seeds", args.seeds),
+                                      ("--orders", args.orders), ("--fixed-first", args.fixed_first))
+             if value is not None]
+    if given:
+        raise BenchError(f"--resume continues one stored run; {', '.join(given)} cannot apply to it "
+                         "(a sweep resumes by rerunning its command with the same --run-id)")
+    store = RunStore.open(args.resume, args.results).lock()
+    return store, resume_config(store, config_from_args(args), args.override)
+
+
+def resume_command(run_id: str, results) -> str:
+    """The command that resumes a run, with --results when it is not the default (copy-pasteable)."""
+    from pathlib import Path
+
+    from bench.config import DEFAULT_ROOT
+
+    command = f"python -m bench run --resume {shlex.quote(run_id)}"
+    if Path(results) != DEFAULT_ROOT:
+        command += f" --results {shlex.quote(str(results))}"
+    return command
 
 
 def _sweep(args: argparse.Namespace, data: dict) -> int:

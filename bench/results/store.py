@@ -7,14 +7,21 @@
     results/runs/<run-id>/methods/<M>/R.csv         the primary-metric matrix R[i][j]
     results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished
 
+    results/runs/<run-id>/changes.json       settings changed on resume with --override
+    results/runs/<run-id>/.lock              held (flock) while a process works in the run
+
 Every file is written atomically, and a method's checkpoint carries its own result record,
-so a run killed at any moment resumes from the last finished step.
+so a run killed at any moment resumes from the last finished step. The lock is an OS file
+lock, so a crashed or killed process never leaves it held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import os
+import shutil
 import platform
 import secrets
 import subprocess
@@ -27,8 +34,8 @@ import pandas as pd
 import torch
 
 from bench.config import DEFAULT_ROOT
-from bench.errors import BenchError
-from bench.io import read_json, write_json, write_text, write_torch
+from bench.errors import BenchError, WriteError
+from bench.io import probe_writable, read_json, write_json, write_text, write_torch
 
 
 
@@ -63,16 +70,25 @@ class MethodRecord:
 class RunStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
+        self._lock = None
 
     # --- creation and lookup ---------------------------------------------------------------
     @classmethod
     def create(cls, config: dict, root: Path = DEFAULT_ROOT, run_id: str | None = None) -> "RunStore":
+        """A new run directory (made under its lock); refused if the run exists already."""
         run_id = run_id or new_run_id(config)
         store = cls(Path(root) / "runs" / run_id)
-        if (store.directory / "config.json").exists():
-            raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
-        write_json(store.directory / "config.json", config)
-        write_json(store.directory / "environment.json", environment(config))
+        made = not store.directory.exists()
+        try:
+            with store.locked():
+                if (store.directory / "config.json").exists():
+                    raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
+                write_json(store.directory / "config.json", config)
+                write_json(store.directory / "environment.json", environment(config))
+        except BaseException:
+            if made:
+                shutil.rmtree(store.directory, ignore_errors=True)
+            raise
         return store
 
     @classmethod
@@ -82,6 +98,57 @@ class RunStore:
             if (directory / "config.json").exists():
                 return cls(directory)
         raise BenchError(f"no run '{run_id}' under {Path(root) / 'runs'}")
+
+    # --- the lock: one process works in a run at a time --------------------------------------
+    def lock(self) -> "RunStore":
+        """Take the run's lock (or fail at once if another process holds it), then check the
+        folder takes writes, so neither a second process nor a read-only disk costs training."""
+        if self._lock is not None:
+            return self
+        path = self.directory / ".lock"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")
+        except OSError as error:
+            raise WriteError(path, error) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise BenchError(f"run '{self.run_id}' is in use by another process (lock {path}); "
+                             "wait for it to finish") from None
+        self._lock = handle
+        try:
+            probe_writable(self.directory)
+        except BaseException:
+            self.unlock()
+            raise
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the lock for a block (a no-op if this store holds it already)."""
+        held = self._lock is not None
+        self.lock()
+        try:
+            yield self
+        finally:
+            if not held:
+                self.unlock()
+
+    def record_changes(self, config: dict, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Store the changed config and log what changed (resume with --override)."""
+        path = self.directory / "changes.json"
+        log = read_json(path) if path.exists() else []
+        log.append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
+                    "changes": {key: {"stored": old, "given": new} for key, (old, new) in changes.items()}})
+        write_json(path, log)
+        write_json(self.directory / "config.json", config)
 
     @property
     def run_id(self) -> str:
