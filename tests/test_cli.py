@@ -14,11 +14,12 @@ def run_cli(capsys, *argv):
 
 
 def assert_one_line_error(code, err, *fragments):
-    assert code == 2
+    """Exit 2 and stderr is exactly one `error:` line holding every fragment."""
+    assert code == 2, err
     lines = err.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     for fragment in fragments:
-        assert fragment in lines[-1]
+        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -108,13 +108,13 @@ class RunStore:
         path = self.directory / ".lock"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            handle = open(path, "a")
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
             raise WriteError(path, error) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.close()
+            os.close(handle)
             raise BenchError(f"run '{self.run_id}' is in use by another process (lock {path}); "
                              "wait for it to finish") from None
         self._lock = handle
@@ -127,7 +127,7 @@ class RunStore:
 
     def unlock(self) -> None:
         if self._lock is not None:
-            self._lock.close()  # closing the file releases the flock
+            os.close(self._lock)  # closing the file releases the flock
             self._lock = None
 
     @contextlib.contextmanager
