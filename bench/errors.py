@@ -21,7 +21,7 @@ class WriteError(BenchError, OSError):
     """
 
     def __init__(self, path, error: OSError):
-        OSError.__init__(self, error.errno, error.strerror, str(error.filename or path))
+        OSError.__init__(self, error.errno, error.strerror or str(error), str(path))
 
     def __str__(self) -> str:
         return f"cannot write {self.filename}: {self.strerror}"

@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cli import main
 from bench.config import apply_override, build_run_config, parse_scalar
 from bench.datasets.base import load_dataset
 from bench.datasets.ttl import TTL_FILES

@@ -6,7 +6,6 @@
     results/runs/<run-id>/methods/<M>/result.json   per step: scores of every seen task
     results/runs/<run-id>/methods/<M>/R.csv         the primary-metric matrix R[i][j]
     results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished
-
     results/runs/<run-id>/changes.json       settings changed on resume with --override
     results/runs/<run-id>/.lock              held (flock) while a process works in the run
 
@@ -21,9 +20,9 @@ import contextlib
 import datetime as _dt
 import fcntl
 import os
-import shutil
 import platform
 import secrets
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
