@@ -20,13 +20,15 @@ import sys
 import time
 import warnings
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
 import torch
 
-from bench.config import apply_override, build_run_config, parse_scalar
+from bench.config import apply_override, build_run_config, from_dict, parse_scalar
 from bench.datasets.base import load_dataset
 from bench.datasets.ttl import TTL_FILES
 from bench.errors import BenchError
@@ -118,12 +120,42 @@ def test_a_normal_float_spelling_is_a_float():
 
 def test_every_options_dataclass_is_checked_from_its_annotations():
     """Every method's and dataset's defaults pass their own checks (so the checks can run)."""
-    from bench.config import from_dict
     from bench.registry import DATASETS
 
     for registry in (METHODS, DATASETS):
         for name in registry.names():
             from_dict(registry.get(name).Options, {}, name)
+
+
+@dataclass
+class _Later:
+    """Fields of the kinds other settings use, checked from their annotations alone."""
+
+    precision: Literal["fp32", "bf16"] = "fp32"
+    limit: int | float | None = field(default=None, metadata={"gt": 0})
+    weights: dict[str, float] = field(default_factory=dict, metadata={"min": 0})
+    preset: str | None = None
+
+
+LATER = {
+    "enum": ({"precision": "fp16"}, "x.precision: expected one of 'fp32', 'bf16', got 'fp16'"),
+    "union range": ({"limit": 0}, "x.limit: expected a value > 0, got 0"),
+    "union type": ({"limit": "many"}, "x.limit: expected an integer or a number or null, got 'many'"),
+    "dict values": ({"weights": {"a": -1}}, "x.weights.a: expected a value >= 0"),
+    "optional text": ({"preset": 3}, "x.preset: expected text, got 3"),
+}
+
+
+@pytest.mark.parametrize("data, message", LATER.values(), ids=LATER.keys())
+def test_fields_added_later_are_checked_from_their_annotations(data, message):
+    with pytest.raises(BenchError) as caught:
+        from_dict(_Later, data, "x")
+    assert str(caught.value).startswith(message)
+
+
+def test_fields_added_later_keep_their_values():
+    later = from_dict(_Later, {"precision": "bf16", "limit": 2, "weights": {"a": 1}, "preset": None}, "x")
+    assert later == _Later("bf16", 2, {"a": 1.0}, None) and type(later.limit) is int
 
 
 # ---------------------------------------------------------------- data files

@@ -10,6 +10,7 @@ import argparse
 import itertools
 import shlex
 import sys
+from pathlib import Path
 
 from bench.commands.common import (add_format_arguments, add_results_argument, add_settings_arguments,
                                    settings_from_args, split_list)
@@ -68,7 +69,7 @@ def execute(args: argparse.Namespace) -> int:
     try:
         records = run(config, store, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"interrupted; resume with: {resume_command(store.run_id, args.results)}", file=sys.stderr)
+        print(f"interrupted; resume with: {resume_command(store.directory, args.results)}", file=sys.stderr)
         return 130
     text = render_run(records, args.format, matrices=not args.no_matrices)
     print(text)
@@ -90,13 +91,14 @@ def _resume(args: argparse.Namespace):
     return store, resume_config(store, config_from_args(args), args.override)
 
 
-def resume_command(run_id: str, results) -> str:
-    """The command that resumes a run, with --results when it is not the default (copy-pasteable)."""
-    from pathlib import Path
-
+def resume_command(directory: Path, results: Path) -> str:
+    """The command that resumes the run in `directory`, exactly as it must be typed: with
+    --results when that is not the default, or the run's path when it lies elsewhere."""
     from bench.config import DEFAULT_ROOT
 
-    command = f"python -m bench run --resume {shlex.quote(run_id)}"
+    if Path(directory) != Path(results) / "runs" / Path(directory).name:
+        return f"python -m bench run --resume {shlex.quote(str(directory))}"
+    command = f"python -m bench run --resume {shlex.quote(Path(directory).name)}"
     if Path(results) != DEFAULT_ROOT:
         command += f" --results {shlex.quote(str(results))}"
     return command
