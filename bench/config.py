@@ -193,15 +193,18 @@ def _show(value: Any) -> str:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise BenchError(f"cannot read config {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: malformed config: not UTF-8 text") from None
     try:
-        if path.suffix == ".toml":
-            return tomllib.loads(text)
-        return json.loads(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
         raise BenchError(f"{path}: malformed config: {error}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}: malformed config: expected a table of settings, got {_show(data)}")
+    return data
 
 
 def parse_scalar(raw: str) -> Any:

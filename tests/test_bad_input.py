@@ -85,12 +85,16 @@ REJECTED = {
     "config typo": (["--set", "train.epochz=3"], "config.train: unknown setting(s) epochz"),
     "unknown method in options": (["--set", "method_options.Conur.prune_ratio=0.5"], "unknown method 'Conur'"),
     "no such run": (["--resume", "no-such-run"], "no run 'no-such-run'"),
+    "config file is a list": (["--config", "{tmp}/list.json"], "list.json: malformed config: expected a table"),
+    "config file is binary": (["--config", "{tmp}/binary.json"], "binary.json: malformed config: not UTF-8"),
 }
 
 
 @pytest.mark.parametrize("argv, fragment", REJECTED.values(), ids=REJECTED.keys())
 def test_rejected_before_any_work(capsys, tmp_path, argv, fragment):
     results = tmp_path / "results"
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "binary.json").write_bytes(b"\x1f\x8b\x08\xff\xfe")
     argv = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
     settings = TINY_MODEL if "--dataset" in argv else TINY
     code, _, err = cli(capsys, "run", *settings, *argv, "--results", results)
