@@ -315,6 +315,18 @@ def test_table_of_an_interrupted_run_shows_its_rows_without_warnings(capsys, int
     assert cells[7] != "–", "Avg over the tasks learnt so far"
 
 
+@pytest.mark.parametrize("name, fragment", [("config.json", "unreadable run config"),
+                                            ("methods/SinMoAll/checkpoint.pt", "unreadable checkpoint")])
+def test_a_damaged_run_file_is_one_error(capsys, interrupted, name, fragment):
+    results, _ = interrupted
+    path = results / "runs" / "cut" / name
+    path.write_bytes(path.read_bytes()[:40])
+    code, _, err = cli(capsys, "run", "--resume", "cut", "--results", results)
+    *announced, last = err.strip().splitlines()  # a checkpoint is read once the run has started
+    assert_one_error(code, last, str(path), fragment)
+    assert all(line.startswith("run cut -> ") for line in announced)
+
+
 def test_a_run_in_use_is_refused(capsys, interrupted):
     results, _ = interrupted
     holder = RunStore.open("cut", results).lock()

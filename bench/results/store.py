@@ -20,6 +20,7 @@ import contextlib
 import datetime as _dt
 import fcntl
 import os
+import pickle
 import platform
 import secrets
 import shutil
@@ -155,7 +156,11 @@ class RunStore:
 
     @property
     def config(self) -> dict:
-        return read_json(self.directory / "config.json")
+        path = self.directory / "config.json"
+        try:
+            return read_json(path)
+        except ValueError as error:
+            raise BenchError(f"{path}: unreadable run config ({error})") from None
 
     @property
     def environment(self) -> dict:
@@ -200,7 +205,12 @@ class RunStore:
         path = self.method_dir(method_name) / "checkpoint.pt"
         if not path.exists():
             return None
-        return torch.load(path, map_location=device, weights_only=False)
+        try:
+            return torch.load(path, map_location=device, weights_only=False)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            reason = str(error).split(". ")[0].strip() or type(error).__name__
+            raise BenchError(f"{path}: unreadable checkpoint ({reason}); "
+                             "delete it to train this method again from its start") from None
 
     def drop_checkpoint(self, method_name: str) -> None:
         (self.method_dir(method_name) / "checkpoint.pt").unlink(missing_ok=True)
