@@ -321,7 +321,7 @@ def test_a_damaged_run_file_is_one_error(capsys, interrupted, name, fragment):
     results, _ = interrupted
     path = results / "runs" / "cut" / name
     path.write_bytes(path.read_bytes()[:40])
-    code, _, err = cli(capsys, "run", "--resume", "cut", "--results", results)
+    code, _, err = cli(capsys, "run", "--resume", "cut", "--quiet", "--results", results)
     *announced, last = err.strip().splitlines()  # a checkpoint is read once the run has started
     assert_one_error(code, last, str(path), fragment)
     assert all(line.startswith("run cut -> ") for line in announced)
