@@ -388,6 +388,31 @@ def test_read_only_run_folder_on_resume_is_one_error_before_training(capsys, int
     assert _steps(results) == 2
 
 
+def test_a_full_disk_mid_run_loses_nothing_finished(capsys, interrupted, monkeypatch):
+    """The disk fills while the third step is saved: one error naming the file, the two
+    finished steps stay, and a later resume carries on from them."""
+    import tempfile
+
+    results, _ = interrupted
+    real_mkstemp = tempfile.mkstemp
+
+    def full(*args, prefix="", **kwargs):
+        if prefix.startswith(".checkpoint.pt"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_mkstemp(*args, prefix=prefix, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "mkstemp", full)
+        code, _, err = cli(capsys, "run", "--resume", "cut", "--quiet", "--results", results)
+    *announced, last = err.strip().splitlines()
+    checkpoint = results / "runs" / "cut" / "methods" / "SinMoAll" / "checkpoint.pt"
+    assert_one_error(code, last, f"cannot write {checkpoint}: No space left on device")
+    assert _steps(results) == 2
+    code, _, err = cli(capsys, "run", "--resume", "cut", "--quiet", "--results", results)
+    assert code == 0, err
+    assert RunStore.open("cut", results).load_record("SinMoAll").complete
+
+
 # ---------------------------------------------------------------- kill -9, twice
 
 def _spawn(results: Path, *argv: str) -> subprocess.Popen:

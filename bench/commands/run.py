@@ -71,6 +71,8 @@ def execute(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; resume with: {resume_command(store.directory, args.results)}", file=sys.stderr)
         return 130
+    finally:
+        store.unlock()
     text = render_run(records, args.format, matrices=not args.no_matrices)
     print(text)
     return 0
@@ -88,7 +90,11 @@ def _resume(args: argparse.Namespace):
         raise BenchError(f"--resume continues one stored run; {', '.join(given)} cannot apply to it "
                          "(a sweep resumes by rerunning its command with the same --run-id)")
     store = RunStore.open(args.resume, args.results).lock()
-    return store, resume_config(store, config_from_args(args), args.override)
+    try:
+        return store, resume_config(store, config_from_args(args), args.override)
+    except BaseException:
+        store.unlock()
+        raise
 
 
 def resume_command(directory: Path, results: Path) -> str:
