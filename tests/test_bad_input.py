@@ -102,6 +102,14 @@ def test_rejected_before_any_work(capsys, tmp_path, argv, fragment):
     assert not results.exists(), "nothing is made for a rejected configuration"
 
 
+def test_tune_checks_its_settings_before_making_a_study(capsys, tmp_path):
+    results = tmp_path / "results"
+    code, _, err = cli(capsys, "tune", "--method", "SinMo", "--trials", "1", "--set", "train.lr=fast",
+                       "--results", results)
+    assert_one_error(code, err, "config.train.lr: expected a number")
+    assert not results.exists()
+
+
 SCALARS = {".001": 0.001, "1e-4": 1e-4, "1E5": 1e5, "-4": -4, "3": 3, "true": True, "False": False,
            "null": None, "[1,4]": [1, 4], "[a, b]": ["a", "b"], "[]": [], "fast": "fast", "'12'": "12",
            "nan": "nan", "cuda:0": "cuda:0"}
