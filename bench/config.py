@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.errors import BenchError
 
@@ -20,10 +23,10 @@ DEFAULT_ROOT = Path("results")
 class BackboneConfig:
     """NextItNet shape; dilations (1, 4) per block pair as in the Conure/TERACON code."""
 
-    embedding_dim: int = 64
-    dilations: list[int] = field(default_factory=lambda: [1, 4])
-    kernel_size: int = 3
-    dropout: float = 0.0
+    embedding_dim: int = field(default=64, metadata={"min": 1})
+    dilations: list[int] = field(default_factory=lambda: [1, 4], metadata={"min": 1, "min_len": 1})
+    kernel_size: int = field(default=3, metadata={"min": 1})
+    dropout: float = field(default=0.0, metadata={"min": 0, "max": 1})
 
 
 @dataclass
@@ -34,20 +37,20 @@ class FirstTaskSchedule:
     with batch 32, later tasks with 1024), so a run can say so: `--set train.first_task.batch_size=32`.
     """
 
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    patience: int | None = None
+    epochs: int | None = field(default=None, metadata={"min": 1})
+    batch_size: int | None = field(default=None, metadata={"min": 1})
+    lr: float | None = field(default=None, metadata={"gt": 0})
+    patience: int | None = field(default=None, metadata={"min": 1})
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 3  # epochs without validation gain before stopping
-    eval_batch_size: int = 512
+    epochs: int = field(default=10, metadata={"min": 1})
+    batch_size: int = field(default=128, metadata={"min": 1})
+    lr: float = field(default=1e-3, metadata={"gt": 0})
+    weight_decay: float = field(default=0.0, metadata={"min": 0})
+    patience: int = field(default=3, metadata={"min": 1})  # epochs without validation gain before stopping
+    eval_batch_size: int = field(default=512, metadata={"min": 1})
     first_task: FirstTaskSchedule = field(default_factory=FirstTaskSchedule)
 
     def for_task(self, first: bool) -> "TrainConfig":
@@ -63,9 +66,9 @@ class RunConfig:
     dataset: str = "synthetic"
     data_dir: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
-    methods: list[str] = field(default_factory=lambda: ["all"])
-    order: list[int] | None = None  # 1-based task numbers; None = the dataset's order
-    seed: int = 0
+    methods: list[str] = field(default_factory=lambda: ["all"], metadata={"min_len": 1})
+    order: list[int] | None = field(default=None, metadata={"min": 1, "min_len": 1})  # 1-based; None = the dataset's order
+    seed: int = field(default=0, metadata={"min": 0})
     device: str = "auto"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -73,57 +76,163 @@ class RunConfig:
     # Per-method TrainConfig overrides (e.g. a tuned lr); the shared T1 model keeps `train`.
     method_train: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Split that fills R: "test" for reported results, "valid" for tuning (test stays unseen).
-    eval_split: str = "test"
+    eval_split: Literal["test", "valid"] = "test"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
-    """Build dataclass `cls` from a dict, rejecting unknown keys with a clear message."""
+    """Build dataclass `cls` from a dict, checking every value against its field.
+
+    Each value must match the field's annotation (`int`, `float` (ints accepted), `bool`,
+    `str`, `Literal[...]`, `X | None`, `list[X]`, `dict[str, X]`, nested dataclasses) and
+    the bounds in the field's metadata: `min`/`max` (inclusive), `gt` (exclusive lower) and
+    `min_len` for lists; list bounds apply to every element. Other annotations are passed
+    through unchecked. A dataclass with a
+    `validate()` method (checks across fields) has it called last. Fields added later are
+    checked the same way, from their annotations alone.
+    """
     if not isinstance(data, dict):
-        raise BenchError(f"{where}: expected a table of settings, got {type(data).__name__}")
+        raise BenchError(f"{where}: expected a table of settings, got {_show(data)}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise BenchError(
-            f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            f"{where}: unknown setting(s) {', '.join(map(str, unknown))}; known: {', '.join(known)}"
         )
-    values = {}
-    for name, value in data.items():
-        nested = _dataclass_type(known[name])
-        values[name] = from_dict(nested, value, f"{where}.{name}") if nested else value
+    hints = typing.get_type_hints(cls)
+    values = {name: check_value(value, hints[name], f"{where}.{name}", known[name].metadata)
+              for name, value in data.items()}
     try:
-        return cls(**values)
+        result = cls(**values)
     except TypeError as error:
         raise BenchError(f"{where}: {error}") from None
+    if callable(getattr(result, "validate", None)):
+        result.validate()
+    return result
 
 
-def _dataclass_type(f: dataclasses.Field) -> type | None:
-    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-    return type(default) if dataclasses.is_dataclass(default) else None
+def check_value(value: Any, annotation: Any, where: str, bounds: Any = None) -> Any:
+    """`value` checked (and ints widened to float) against a type annotation and bounds."""
+    bounds = bounds or {}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        return from_dict(annotation, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = sorted((arg for arg in args if arg is not type(None)), key=lambda arg: arg is not type(value))
+        if len(options) == 1:
+            return check_value(value, options[0], where, bounds)
+        for option in options:
+            try:
+                return check_value(value, option, where, bounds)
+            except BenchError:
+                if option is type(value):
+                    raise  # the right type, out of range: say so
+                continue
+        raise BenchError(f"{where}: expected {_describe(annotation)}, got {_show(value)}")
+    if origin is Literal:
+        if not any(value == arg and type(value) is type(arg) for arg in args):
+            raise BenchError(f"{where}: expected one of {', '.join(map(repr, args))}, got {_show(value)}")
+        return value
+    if origin is list or (origin is tuple and args[-1:] == (Ellipsis,)):
+        if not isinstance(value, (list, tuple)):
+            raise BenchError(f"{where}: expected a list of {_describe(args[0])}, got {_show(value)}")
+        if len(value) < bounds.get("min_len", 0):
+            raise BenchError(f"{where}: expected at least {bounds['min_len']} entr{'y' if bounds['min_len'] == 1 else 'ies'}")
+        return [check_value(item, args[0], f"{where}[{index}]", bounds) for index, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise BenchError(f"{where}: expected a table, got {_show(value)}")
+        return {key: check_value(item, args[1], f"{where}.{key}", bounds) for key, item in value.items()}
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise BenchError(f"{where}: expected true or false, got {_show(value)}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BenchError(f"{where}: expected an integer, got {_show(value)}")
+        return _in_bounds(value, bounds, where)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise BenchError(f"{where}: expected a number, got {_show(value)}")
+        return _in_bounds(float(value), bounds, where)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise BenchError(f"{where}: expected text, got {_show(value)} (quote it: '\"{value}\"')")
+        return value
+    return value  # an annotation without a rule here (Path, a fixed tuple ...) is not checked
+
+
+def _in_bounds(value: int | float, bounds: Any, where: str) -> int | float:
+    for key, fails, text in (("min", lambda v, b: v < b, ">="), ("max", lambda v, b: v > b, "<="),
+                             ("gt", lambda v, b: v <= b, ">")):
+        if key in bounds and fails(value, bounds[key]):
+            raise BenchError(f"{where}: expected a value {text} {bounds[key]}, got {value}")
+    return value
+
+
+def _describe(annotation: Any) -> str:
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+    described = [names.get(arg, getattr(arg, "__name__", str(arg))) for arg in args]
+    return " or ".join(described) + (" or null" if type(None) in typing.get_args(annotation) else "")
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise BenchError(f"cannot read config {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise BenchError(f"{path}: malformed config: not UTF-8 text") from None
     try:
-        if path.suffix == ".toml":
-            return tomllib.loads(text)
-        return json.loads(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
         raise BenchError(f"{path}: malformed config: {error}") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}: malformed config: expected a table of settings, got {_show(data)}")
+    return data
 
 
 def parse_scalar(raw: str) -> Any:
-    """A command-line value: JSON when it parses (numbers, lists, true/false), else the text."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+    """A command-line value, read as YAML/TOML would: `true`, `null`, `3`, `.001`, `1e-4`,
+    `[1, 4]`, `[a, b]`; quoted or anything else stays text. The one parser for `--set`/`--fix`."""
+    text = raw.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            if text.startswith("[") and text.endswith("]"):
+                inner = text[1:-1].strip()
+                return [parse_scalar(part) for part in inner.split(",")] if inner else []
+            return raw
+    if any(char.isdigit() for char in text):  # not "nan"/"inf": those stay text
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+    return text
 
 
 def set_path(data: dict[str, Any], key: str, value: Any, where: str = "--set") -> None:
@@ -146,20 +255,50 @@ def apply_override(data: dict[str, Any], assignment: str, where: str = "--set") 
 
 
 def build_run_config(data: dict[str, Any]) -> RunConfig:
-    """The one place settings are resolved: the CLI, tuning and library users get the same run."""
+    """The one place settings are resolved: the CLI, tuning and library users get the same run.
+
+    Every value is checked here, before any data is read or directory made: the run's own
+    fields, the dataset's options, and the options and train overrides of every method
+    named, whether it is selected or not (a typo for an unselected method is still a typo).
+    """
+    from bench.registry import DATASETS, METHODS
+
     data = copy.deepcopy(data)
-    apply_dataset_method_defaults(data)
+    if isinstance(data.get("dataset", "synthetic"), str):
+        apply_dataset_method_defaults(data)
     config = from_dict(RunConfig, data)
-    for name, value in (("seed", config.seed),):
-        if not isinstance(value, int):
-            raise BenchError(f"config.{name}: expected an integer, got {value!r}")
-    if config.eval_split not in ("test", "valid"):
-        raise BenchError(f"config.eval_split: expected 'test' or 'valid', got {config.eval_split!r}")
+    adapter = DATASETS.get(config.dataset)
+    from_dict(adapter.Options, config.dataset_options, "config.dataset_options")
     config.method_options = _by_method_name(config.method_options, "method_options")
     config.method_train = _by_method_name(config.method_train, "method_train")
+    for method, options in config.method_options.items():
+        from_dict(METHODS.get(method).Options, options, f"config.method_options.{method}")
     for method, overrides in config.method_train.items():
-        from_dict(TrainConfig, overrides, f"method_train.{method}")
+        from_dict(TrainConfig, overrides, f"config.method_train.{method}")
     return config
+
+
+def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` laid over it, group by group (a copy)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (old, new) for every setting whose value differs."""
+    changes = {}
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.update(changed_settings(a, b, f"{prefix}{key}."))
+        elif a != b:
+            changes[f"{prefix}{key}"] = (a, b)
+    return changes
 
 
 def _by_method_name(settings: dict[str, Any], where: str) -> dict[str, Any]:
@@ -189,6 +328,8 @@ def apply_dataset_method_defaults(data: dict[str, Any]) -> None:
     for method, defaults in adapter.method_defaults.items():
         key = next((name for name in options if name.lower() == method.lower()), method)
         chosen = options.setdefault(key, {})
+        if not isinstance(chosen, dict):
+            continue  # reported by build_run_config
         for option, value in defaults.items():
             chosen.setdefault(option, value)
 

@@ -12,3 +12,16 @@ class DataFormatError(BenchError):
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {problem}")
         self.path, self.line, self.problem = path, line, problem
+
+
+class WriteError(BenchError, OSError):
+    """A file of the results could not be written (read-only folder, full disk).
+
+    Also an OSError, so code that tolerates a failed write (the data cache) still does.
+    """
+
+    def __init__(self, path, error: OSError):
+        OSError.__init__(self, error.errno, error.strerror or str(error), str(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"

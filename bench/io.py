@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash mid-write never leaves a truncated result behind."""
+"""Atomic file writes: a crash mid-write never leaves a truncated result behind, and a write
+that fails (read-only folder, full disk) is one error naming the file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from bench.errors import WriteError
 
 
 def _file_mode() -> int:
@@ -19,8 +22,11 @@ def _file_mode() -> int:
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise WriteError(path, error) from None
     try:
         os.chmod(fd, _file_mode())
         with os.fdopen(fd, mode) as handle:
@@ -28,8 +34,10 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            raise WriteError(path, error) from None
         raise
 
 
@@ -50,3 +58,10 @@ def write_torch(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path) as handle:
         return json.load(handle)
+
+
+def probe_writable(directory: Path) -> None:
+    """Write and remove a small file, so a read-only or full folder fails before any work."""
+    probe = Path(directory) / ".write-probe"
+    write_text(probe, "probe\n" * 512)
+    probe.unlink(missing_ok=True)

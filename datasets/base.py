@@ -37,4 +37,8 @@ def load_dataset(name: str, options: dict | None = None, data_dir: str | Path | 
     parsed = from_dict(adapter.Options, options or {}, f"dataset_options ({adapter.registered_name})")
     if adapter.needs_data_dir and data_dir is None:
         raise BenchError(f"dataset '{adapter.registered_name}' needs --data-dir")
+    if data_dir is not None and not adapter.needs_data_dir:
+        raise BenchError(f"--data-dir {data_dir}: dataset '{adapter.registered_name}' reads no files")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise BenchError(f"--data-dir {data_dir}: no such directory")
     return adapter.load(parsed, Path(data_dir) if data_dir is not None else None)

@@ -20,7 +20,8 @@ Parsed and derived arrays are cached (datasets/cache.py); splits as in datasets/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +40,17 @@ PROFILE_TASKS = ("age", "gender", "occupation")
 
 @dataclass
 class MovieLensOptions:
-    format: str = "auto"  # auto, ml-25m, ml-1m, ml-100k or recbole
-    max_len: int = 30
-    min_len: int = 5
-    min_future: int = 5
-    targets_per_user: int = 3
+    format: Literal["auto", "ml-25m", "ml-1m", "ml-100k", "recbole"] = "auto"
+    max_len: int = field(default=30, metadata={"min": 2})
+    min_len: int = field(default=5, metadata={"min": 2})
+    min_future: int = field(default=5, metadata={"min": 1})
+    targets_per_user: int = field(default=3, metadata={"min": 1})
     like_threshold: float = 4.5
     profile_tasks: bool = True
-    split: str = "reference"  # or "user"; see datasets/splitting.py
-    valid_fraction: float = 0.05
-    test_fraction: float = 0.15
-    seed: int = 0
+    split: Literal["reference", "user"] = "reference"  # or "user"; see datasets/splitting.py
+    valid_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
+    test_fraction: float = field(default=0.15, metadata={"min": 0, "max": 1})
+    seed: int = field(default=0, metadata={"min": 0})
     cache: bool = True
     cache_dir: str | None = None
 

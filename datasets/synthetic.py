@@ -21,19 +21,19 @@ from bench.datasets.base import DatasetAdapter
 
 @dataclass
 class SyntheticOptions:
-    n_users: int = 2000
-    n_items: int = 300
-    seq_len: int = 20
-    n_topics: int = 8
-    target_items: list[int] = field(default_factory=lambda: [120, 80])  # T2, T3 vocabularies
-    classes: list[int] = field(default_factory=lambda: [8, 2, 6])  # T4, T5, T6
-    targets_per_user: int = 2
-    stay_probability: float = 0.7  # next item continues the current topic's chain
-    preference_concentration: float = 0.3  # Dirichlet alpha: small = few topics per user
-    label_noise: float = 0.3  # Gumbel noise scale relative to the label signal
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 0
+    n_users: int = field(default=2000, metadata={"min": 20})
+    n_items: int = field(default=300, metadata={"min": 1})
+    seq_len: int = field(default=20, metadata={"min": 4})
+    n_topics: int = field(default=8, metadata={"min": 1})
+    target_items: list[int] = field(default_factory=lambda: [120, 80], metadata={"min": 1})  # T2, T3 vocabularies
+    classes: list[int] = field(default_factory=lambda: [8, 2, 6], metadata={"min": 2})  # T4, T5, T6
+    targets_per_user: int = field(default=2, metadata={"min": 1})
+    stay_probability: float = field(default=0.7, metadata={"min": 0, "max": 1})  # next item continues the current topic's chain
+    preference_concentration: float = field(default=0.3, metadata={"gt": 0})  # Dirichlet alpha: small = few topics per user
+    label_noise: float = field(default=0.3, metadata={"min": 0})  # Gumbel noise scale relative to the label signal
+    valid_fraction: float = field(default=0.1, metadata={"min": 0, "max": 1})
+    test_fraction: float = field(default=0.1, metadata={"min": 0, "max": 1})
+    seed: int = field(default=0, metadata={"min": 0})
 
     def validate(self) -> None:
         if self.n_users < 20 or self.n_items < self.n_topics or self.seq_len < 4:

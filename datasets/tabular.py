@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bench.errors import DataFormatError
+from bench.datasets.compression import DECOMPRESS_ERRORS, arrow_source, compression, open_text, read_bytes
 
 ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 
@@ -32,20 +33,21 @@ def read_table(path: Path, columns: list[Column], sep: str, header: bool = False
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, None, "file not found")
+    compression(path)  # an archive is named, not parsed as garbage
     try:
         return _fast(path, columns, sep, header, encoding)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, OSError, EOFError):
         _locate(path, columns, sep, header, encoding)
         raise DataFormatError(path, None, "could not be parsed as a table separated by "
                               f"'{_show(sep)}' with columns {', '.join(c.name for c in columns)}") from None
 
 
 def _fast(path: Path, columns: list[Column], sep: str, header: bool, encoding: str) -> pd.DataFrame:
-    source: object = path
+    source: object = arrow_source(path)
     delimiter = sep
     if len(sep) > 1:  # pyarrow takes one-byte delimiters only (ML-1M uses '::')
         delimiter = "\x1f"
-        source = io.BytesIO(path.read_bytes().replace(sep.encode(), b"\x1f"))
+        source = io.BytesIO(read_bytes(path).replace(sep.encode(), b"\x1f"))
     table = pacsv.read_csv(
         source,
         read_options=pacsv.ReadOptions(column_names=[c.name for c in columns], skip_rows=int(header),
@@ -65,7 +67,7 @@ def _show(sep: str) -> str:
 
 def _locate(path: Path, columns: list[Column], sep: str, header: bool, encoding: str) -> None:
     """Raise DataFormatError at the first line the fast path would reject."""
-    with open(path, encoding=encoding, errors="strict", newline="") as handle:
+    with open_text(path, encoding=encoding, errors="strict", newline="") as handle:
         try:
             for number, line in enumerate(handle, start=1):
                 if header and number == 1:
@@ -84,6 +86,8 @@ def _locate(path: Path, columns: list[Column], sep: str, header: bool, encoding:
         except UnicodeDecodeError:
             raise DataFormatError(path, number + 1 if "number" in locals() else 1,
                                   f"not {encoding} text") from None
+        except DECOMPRESS_ERRORS as error:
+            raise DataFormatError(path, None, f"damaged compressed data ({error})") from None
 
 
 def _check(column: Column, value: str) -> str | None:

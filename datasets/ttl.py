@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -49,12 +50,12 @@ TTL_NAMES = ["T1-behaviour", "T2-click", "T3-like", "T4-age", "T5-gender", "T6-l
 @dataclass
 class TTLOptions:
     files: list[str] = field(default_factory=lambda: list(TTL_FILES))
-    kinds: list[str] = field(default_factory=lambda: list(TTL_KINDS))
+    kinds: list[Literal["next_item", "item", "class"]] = field(default_factory=lambda: list(TTL_KINDS))
     names: list[str] = field(default_factory=lambda: list(TTL_NAMES))
-    split: str = "reference"  # or "user"; see datasets/splitting.py
-    valid_fraction: float = 0.05
-    test_fraction: float = 0.15
-    seed: int = 0
+    split: Literal["reference", "user"] = "reference"  # or "user"; see datasets/splitting.py
+    valid_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
+    test_fraction: float = field(default=0.15, metadata={"min": 0, "max": 1})
+    seed: int = field(default=0, metadata={"min": 0})
     require_t1_users: bool = True
     cache: bool = True
     cache_dir: str | None = None  # default: $BENCH_DATA/cache or ~/.cache/bench/cache

@@ -21,9 +21,11 @@ import numpy as np
 from bench.errors import BenchError, DataFormatError
 from bench.io import read_json, write_json, write_text
 from bench.engine.tasks import Dataset, Task, TaskKind, TaskSplit
+from bench.datasets.compression import DECOMPRESS_ERRORS, open_text
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
+MAX_ID = 2**63 - 1  # ids are stored as int64
 
 
 def format_line(sequence: Iterable[int], targets: Iterable[int] | None = None) -> str:
@@ -47,6 +49,8 @@ def parse_line(line: str, path: Path | str = "<string>", number: int | None = No
         raise DataFormatError(path, number, "',,' is followed by no target")
     if min(sequence) < 0 or (targets and min(targets) < 0):
         raise DataFormatError(path, number, "negative id")
+    if max(sequence) > MAX_ID or (targets and max(targets) > MAX_ID):
+        raise DataFormatError(path, number, f"id larger than {MAX_ID}")
     return sequence, targets
 
 
@@ -58,11 +62,11 @@ def checked_lines(path: Path, with_targets: bool) -> Iterator[tuple[list[int], l
     """
     width = None
     try:
-        handle = open(path, errors="replace")
+        handle = open_text(path)
     except OSError as error:
         raise BenchError(f"cannot read {path}: {error.strerror}") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in _lines(handle, path):
             if not line.strip():
                 continue
             try:
@@ -83,6 +87,16 @@ def checked_lines(path: Path, with_targets: bool) -> Iterator[tuple[list[int], l
             yield sequence, line_targets
     if width is None:
         raise DataFormatError(path, None, "no data lines")
+
+
+def _lines(handle, path: Path) -> Iterator[tuple[int, str]]:
+    """(number, line) pairs; a damaged compressed file is an error at the line it breaks."""
+    number = 0
+    try:
+        for number, line in enumerate(handle, start=1):
+            yield number, line
+    except DECOMPRESS_ERRORS as error:
+        raise DataFormatError(path, number + 1, f"damaged compressed data ({error})") from None
 
 
 def read_lines(path: Path, with_targets: bool) -> TaskSplit:

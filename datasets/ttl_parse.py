@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from bench.errors import DataFormatError
+from bench.datasets.compression import arrow_source, compression, open_text
 from bench.datasets.ttl_format import checked_lines
 
 
@@ -33,13 +34,14 @@ def read_ttl(path: Path, with_targets: bool) -> ParsedLines:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, None, "file not found")
+    compression(path)  # an archive is named, not parsed as garbage
     parsed = _fast(path, with_targets)
     return parsed if parsed is not None else _slow(path, with_targets)
 
 
 def _read_lines(path: Path) -> pa.ChunkedArray:
     table = pacsv.read_csv(
-        path,
+        arrow_source(path),
         read_options=pacsv.ReadOptions(column_names=["line"], block_size=32 << 20),
         parse_options=pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False,
                                          ignore_empty_lines=True),
@@ -81,7 +83,7 @@ def _fast(path: Path, with_targets: bool) -> ParsedLines | None:
         values = _ints(tokens)
         if (values < 0).any() or (len(targets) and targets.min() < 0):
             return None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError, OSError, EOFError):
         return None
     return ParsedLines(values.reshape(len(widths), int(widths[0])), targets, counts)
 
@@ -104,7 +106,7 @@ def _slow(path: Path, with_targets: bool) -> ParsedLines:
 def line_number(path: Path, row: int) -> int:
     """1-based line number of the `row`-th non-blank line (for errors found after parsing)."""
     seen = -1
-    with open(path, errors="replace") as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 seen += 1

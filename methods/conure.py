@@ -49,9 +49,9 @@ MAX_TASKS = 255  # ownership is stored as uint8
 
 @dataclass
 class ConureOptions:
-    prune_ratio: float = 0.7  # fraction of a task's weights released after training it (code: maskp_task*)
-    prune_ratios: list[float] = field(default_factory=list)  # per task position, overrides prune_ratio
-    retrain_epochs: int = 0  # epochs of retraining after pruning; 0 = the run's train.epochs
+    prune_ratio: float = field(default=0.7, metadata={"min": 0, "max": 1})  # fraction of a task's weights released after training it (code: maskp_task*)
+    prune_ratios: list[float] = field(default_factory=list, metadata={"min": 0, "max": 1})  # per task position, overrides prune_ratio
+    retrain_epochs: int = field(default=0, metadata={"min": 0})  # epochs of retraining after pruning; 0 = the run's train.epochs
 
     def ratio_for(self, position: int) -> float:
         """Prune ratio of the task learnt `position`-th (1-based)."""

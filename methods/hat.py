@@ -34,7 +34,7 @@ Deviations, all needed for the guarantee that earlier tasks do not change:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -49,11 +49,11 @@ from bench.methods.base import ContinualMethod, module_key
 
 @dataclass
 class HATOptions:
-    smax: float = 400.0  # paper's s_max
-    c: float = 0.75  # sparsity regulariser weight (paper's c)
-    thres_cosh: float = 50.0  # clamp of s*e inside cosh for the compensation (HAT code)
-    thres_emb: float = 6.0  # task embeddings are clamped to [-thres_emb, thres_emb] (HAT code)
-    clipgrad: float = 10000.0  # gradient-norm clipping (HAT code)
+    smax: float = field(default=400.0, metadata={"gt": 0})  # paper's s_max
+    c: float = field(default=0.75, metadata={"min": 0})  # sparsity regulariser weight (paper's c)
+    thres_cosh: float = field(default=50.0, metadata={"gt": 0})  # clamp of s*e inside cosh for the compensation (HAT code)
+    thres_emb: float = field(default=6.0, metadata={"gt": 0})  # task embeddings are clamped to [-thres_emb, thres_emb] (HAT code)
+    clipgrad: float = field(default=10000.0, metadata={"gt": 0})  # gradient-norm clipping (HAT code)
     binarize: bool = True  # keep 1[e > 0] as a finished task's mask (see module docstring)
 
 

@@ -32,7 +32,7 @@ from bench.methods.base import ContinualMethod, module_key
 
 @dataclass
 class MTLOptions:
-    task_weights: list[float] = field(default_factory=list)  # per joint task, in order; empty = plain sum
+    task_weights: list[float] = field(default_factory=list, metadata={"min": 0})  # per joint task, in order; empty = plain sum
     include_first_task: bool = False  # also keep T1's loss in the joint objective (guards T1 against drift)
 
 

@@ -22,7 +22,8 @@ the T1 block when the patch outputs zero).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -39,9 +40,9 @@ INSERTIONS = ("serial", "parallel")
 
 @dataclass
 class PeterRecOptions:
-    insertion: str = "parallel"  # "serial" (after each dilated conv) or "parallel" (beside it)
-    bottleneck_dim: int = 0  # k of the d -> k -> d patch; 0 = embedding_dim // 8
-    init_std: float = 0.02  # patch weights start near zero, i.e. the block starts near identity
+    insertion: Literal["serial", "parallel"] = "parallel"  # "serial" (after each dilated conv) or "parallel" (beside it)
+    bottleneck_dim: int = field(default=0, metadata={"min": 0})  # k of the d -> k -> d patch; 0 = embedding_dim // 8
+    init_std: float = field(default=0.02, metadata={"min": 0})  # patch weights start near zero, i.e. the block starts near identity
 
     def validate(self) -> None:
         if self.insertion not in INSERTIONS:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -65,18 +65,18 @@ from bench.methods.base import ContinualMethod
 
 @dataclass
 class TERACONOptions:
-    alpha: float = 0.7  # weight of the knowledge-retention loss (code default)
-    smax: float = 50.0  # code/paper s_max
-    thres_emb: float = 6.0  # clamp of the task embeddings
+    alpha: float = field(default=0.7, metadata={"min": 0})  # weight of the knowledge-retention loss (code default)
+    smax: float = field(default=50.0, metadata={"gt": 0})  # code/paper s_max
+    thres_emb: float = field(default=6.0, metadata={"gt": 0})  # clamp of the task embeddings
     init_low: float = 0.0  # task embeddings ~ U(init_low, init_high)
     init_high: float = 2.0
-    initial_ratio: float = 0.9  # r_i before the first mask-similarity update
-    similarity_scale: float = 6.0  # r_i = 1 - mean sigmoid(scale * cos)
-    min_ratio: float = 0.25  # floor on r_i (not in the paper; see module docstring)
+    initial_ratio: float = field(default=0.9, metadata={"min": 0, "max": 1})  # r_i before the first mask-similarity update
+    similarity_scale: float = field(default=6.0, metadata={"gt": 0})  # r_i = 1 - mean sigmoid(scale * cos)
+    min_ratio: float = field(default=0.25, metadata={"min": 0, "max": 1})  # floor on r_i (not in the paper; see module docstring)
     # The released script (ttl_train.sh) trains task 2 at lr 1e-3 and tasks 3..6 at 1e-4:
     # later tasks take the run's lr times `later_lr_scale` from task `later_lr_from` on.
-    later_lr_scale: float = 0.1
-    later_lr_from: int = 3
+    later_lr_scale: float = field(default=0.1, metadata={"gt": 0})
+    later_lr_from: int = field(default=3, metadata={"min": 1})
 
 
 class RelationMixer(nn.Module):

@@ -1,10 +1,14 @@
 """The CLI: help for every command, one-line errors with exit code 2 on bad input."""
 
 import json
+import re
 
 import pytest
 
 from bench.cli import COMMANDS, build_parser, main
+
+
+PROGRESS_LINE = re.compile(r"^\[\s*\d+\.\ds\] \w+: ")
 
 
 def run_cli(capsys, *argv):
@@ -14,11 +18,13 @@ def run_cli(capsys, *argv):
 
 
 def assert_one_line_error(code, err, *fragments):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "Traceback" not in err
+    """Exit 2 and stderr is exactly one `error:` line holding every fragment; the only other
+    lines allowed before it are data-loading progress lines ("[  1.2s] ttl: reading ...")."""
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if not PROGRESS_LINE.match(line)]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     for fragment in fragments:
-        assert fragment in lines[-1]
+        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shlex
 import sys
 import time
+from pathlib import Path
 
 from bench.commands.common import (add_format_arguments, add_progress_arguments, add_results_argument,
                                    add_settings_arguments, settings_from_args, show_progress, split_list)
@@ -26,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
+    parser.add_argument("--override", action="store_true",
+                        help="with --resume: apply settings that differ from the stored run (logged in changes.json)")
     add_progress_arguments(parser)
     parser.add_argument("--use-tuned", action="store_true",
                         help="apply each method's best parameters from its `bench tune` study")
@@ -56,8 +60,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench.results.tables import render_run
 
     if args.resume:
-        store = RunStore.open(args.resume, args.results)
-        config = build_run_config(store.config)
+        store, config = _resume(args)
     else:
         config = build_run_config(config_from_args(args))
         _, _, methods = prepare(config)  # fail on bad names or data before creating the run
@@ -67,8 +70,10 @@ def execute(args: argparse.Namespace) -> int:
     try:
         records = run(config, store, progress=show_progress(args), on_step=_step_lines(args))
     except KeyboardInterrupt:
-        print(f"interrupted; resume with: python -m bench run --resume {store.run_id}", file=sys.stderr)
+        print(f"interrupted; resume with: {resume_command(store.directory, args.results)}", file=sys.stderr)
         return 130
+    finally:
+        store.unlock()
     print(render_run(records, args.format, matrices=args.matrices))
     return 0
 
@@ -84,6 +89,38 @@ def _step_lines(args: argparse.Namespace):
               file=sys.stderr, flush=True)
 
     return report
+
+
+def _resume(args: argparse.Namespace):
+    """The stored run, locked, and its config; settings given now must match it (or --override)."""
+    from bench.experiments.runner import resume_config
+    from bench.results.store import RunStore
+
+    given = [flag for flag, value in (("--run-id", args.run_id), ("--seeds", args.seeds),
+                                      ("--orders", args.orders), ("--fixed-first", args.fixed_first))
+             if value is not None]
+    if given:
+        raise BenchError(f"--resume continues one stored run; {', '.join(given)} cannot apply to it "
+                         "(a sweep resumes by rerunning its command with the same --run-id)")
+    store = RunStore.open(args.resume, args.results).lock()
+    try:
+        return store, resume_config(store, config_from_args(args), args.override)
+    except BaseException:
+        store.unlock()
+        raise
+
+
+def resume_command(directory: Path, results: Path) -> str:
+    """The command that resumes the run in `directory`, exactly as it must be typed: with
+    --results when that is not the default, or the run's path when it lies elsewhere."""
+    from bench.config import DEFAULT_ROOT
+
+    if Path(directory) != Path(results) / "runs" / Path(directory).name:
+        return f"python -m bench run --resume {shlex.quote(str(directory))}"
+    command = f"python -m bench run --resume {shlex.quote(Path(directory).name)}"
+    if Path(results) != DEFAULT_ROOT:
+        command += f" --results {shlex.quote(str(results))}"
+    return command
 
 
 def _sweep(args: argparse.Namespace, data: dict) -> int:

@@ -31,6 +31,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench.experiments import tuning
 
     base = settings_from_args(args)
+    tuning.check_base(base)
     study = tuning.tune(tuning.TuneSettings(
         method=args.method, base=base, trials=args.trials, root=args.results, name=args.study,
         seed=args.seed or 0, timeout=args.timeout, fixed=parse_fixed(args.fix),

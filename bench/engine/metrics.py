@@ -39,7 +39,10 @@ def final_performance(matrix: np.ndarray) -> np.ndarray:
 
 
 def average_performance(matrix: np.ndarray) -> float:
-    return float(np.nanmean(final_performance(matrix)))
+    """Mean of the final row over the tasks it scores (NaN, without a warning, if none)."""
+    final = final_performance(matrix)
+    final = final[~np.isnan(final)]
+    return float(final.mean()) if len(final) else math.nan
 
 
 def backward_transfer(matrix: np.ndarray) -> float:

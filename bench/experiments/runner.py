@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from bench.config import RunConfig, TrainConfig, from_dict
+from bench.config import RunConfig, TrainConfig, build_run_config, changed_settings, from_dict, merge_settings
 from bench.errors import BenchError
 from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
@@ -46,6 +46,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def prepare(config: RunConfig) -> tuple[Dataset, list[Task], list[str]]:
+    """The data, ordered tasks and methods of a run; every name, file and the device checked."""
+    resolve_device(config.device)
     dataset = load_dataset(config.dataset, config.dataset_options, config.data_dir)
     order = resolve_order(config.order, len(dataset.tasks))
     return dataset, dataset.ordered(order), resolve_methods(config.methods)
@@ -60,6 +62,11 @@ def run(config: RunConfig, store: RunStore, progress: bool = True,
 
     `on_step(method, record)` is called after each finished step (tuning reports and prunes there).
     """
+    with store.locked():
+        return _run(config, store, progress, on_step)
+
+
+def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallback | None) -> list[MethodRecord]:
     dataset, tasks, methods = prepare(config)
     device = resolve_device(config.device)
     context = MethodContext(
@@ -76,6 +83,26 @@ def run(config: RunConfig, store: RunStore, progress: bool = True,
     return records
 
 
+def resume_config(store: RunStore, given: dict, override: bool = False) -> RunConfig:
+    """The stored run's config for `--resume`, with the settings given now laid over it.
+
+    A given setting that differs from the stored one is an error naming it, since finished
+    steps ran with the stored value; with `override` the change is applied and recorded in
+    the run's changes.json. Call with the store locked.
+    """
+    stored = build_run_config(store.config)
+    config = build_run_config(merge_settings(store.config, given))
+    config.methods = resolve_methods(config.methods)
+    changes = changed_settings(stored.to_dict(), config.to_dict())
+    if changes and not override:
+        listed = "; ".join(f"{key} (stored {old!r}, given {new!r})" for key, (old, new) in changes.items())
+        raise BenchError(f"--resume {store.run_id}: settings differ from the stored run: {listed}; "
+                         "drop them to resume as stored, or add --override to change the run")
+    if changes:
+        store.record_changes(config.to_dict(), changes)
+    return config
+
+
 def method_context(name: str, context: MethodContext, config: RunConfig) -> MethodContext:
     """The context with the method's own train overrides; the shared T1 model is trained first
     with the run-wide settings so every method still starts from the same model."""
@@ -83,9 +110,7 @@ def method_context(name: str, context: MethodContext, config: RunConfig) -> Meth
     if not overrides:
         return context
     context.pretrained()
-    merged = dataclasses.asdict(config.train)
-    for key, value in overrides.items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+    merged = merge_settings(dataclasses.asdict(config.train), overrides)
     return dataclasses.replace(context, train=from_dict(TrainConfig, merged, f"method_train.{name}"))
 
 

@@ -83,6 +83,13 @@ def _optuna():
     return optuna
 
 
+def check_base(base: dict) -> None:
+    """Bad base settings, data or device are one error before a study file is made."""
+    from bench.experiments.runner import prepare
+
+    prepare(build_run_config(base))
+
+
 def open_study(path: Path, name: str, create: bool, startup_trials: int = 5):
     optuna = _optuna()
     if not create and not path.exists():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import pandas as pd
 
 from bench.results.store import MethodRecord
@@ -80,10 +79,9 @@ def avg_by_order(frames_by_order: dict[str, list[pd.DataFrame]]) -> pd.DataFrame
         mean, _, _ = mean_std(frames)
         columns[label] = mean["Avg"]
     table = pd.DataFrame(columns)
-    values = table.to_numpy(dtype=float)
-    with np.errstate(all="ignore"):
-        table["mean"] = np.nanmean(values, axis=1)
-        table["std"] = pd.DataFrame(values).std(axis=1, ddof=1).to_numpy() if values.shape[1] > 1 else math.nan
-        table["min"], table["max"] = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
-        table["range"] = table["max"] - table["min"]
+    values = table.astype(float)  # pandas skips NaN cells without warnings (partial runs)
+    table["mean"] = values.mean(axis=1)
+    table["std"] = values.std(axis=1, ddof=1) if values.shape[1] > 1 else math.nan
+    table["min"], table["max"] = values.min(axis=1), values.max(axis=1)
+    table["range"] = table["max"] - table["min"]
     return table

@@ -6,17 +6,24 @@
     results/runs/<run-id>/methods/<M>/result.json   per step: scores of every seen task
     results/runs/<run-id>/methods/<M>/R.csv         the primary-metric matrix R[i][j]
     results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished
+    results/runs/<run-id>/changes.json       settings changed on resume with --override
+    results/runs/<run-id>/.lock              held (flock) while a process works in the run
 
 Every file is written atomically, and a method's checkpoint carries its own result record,
-so a run killed at any moment resumes from the last finished step.
+so a run killed at any moment resumes from the last finished step. The lock is an OS file
+lock, so a crashed or killed process never leaves it held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import os
+import pickle
 import platform
 import secrets
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,8 +34,8 @@ import pandas as pd
 import torch
 
 from bench.config import DEFAULT_ROOT
-from bench.errors import BenchError
-from bench.io import read_json, write_json, write_text, write_torch
+from bench.errors import BenchError, WriteError
+from bench.io import probe_writable, read_json, write_json, write_text, write_torch
 
 
 
@@ -63,16 +70,25 @@ class MethodRecord:
 class RunStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
+        self._lock = None
 
     # --- creation and lookup ---------------------------------------------------------------
     @classmethod
     def create(cls, config: dict, root: Path = DEFAULT_ROOT, run_id: str | None = None) -> "RunStore":
+        """A new run directory (made under its lock); refused if the run exists already."""
         run_id = run_id or new_run_id(config)
         store = cls(Path(root) / "runs" / run_id)
-        if (store.directory / "config.json").exists():
-            raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
-        write_json(store.directory / "config.json", config)
-        write_json(store.directory / "environment.json", environment(config))
+        made = not store.directory.exists()
+        try:
+            with store.locked():
+                if (store.directory / "config.json").exists():
+                    raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
+                write_json(store.directory / "config.json", config)
+                write_json(store.directory / "environment.json", environment(config))
+        except BaseException:
+            if made:
+                shutil.rmtree(store.directory, ignore_errors=True)
+            raise
         return store
 
     @classmethod
@@ -83,13 +99,68 @@ class RunStore:
                 return cls(directory)
         raise BenchError(f"no run '{run_id}' under {Path(root) / 'runs'}")
 
+    # --- the lock: one process works in a run at a time --------------------------------------
+    def lock(self) -> "RunStore":
+        """Take the run's lock (or fail at once if another process holds it), then check the
+        folder takes writes, so neither a second process nor a read-only disk costs training."""
+        if self._lock is not None:
+            return self
+        path = self.directory / ".lock"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise WriteError(path, error) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise BenchError(f"run '{self.run_id}' is in use by another process (lock {path}); "
+                             "wait for it to finish") from None
+        self._lock = handle
+        try:
+            probe_writable(self.directory)
+        except BaseException:
+            self.unlock()
+            raise
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the file releases the flock
+            self._lock = None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the lock for a block (a no-op if this store holds it already)."""
+        held = self._lock is not None
+        self.lock()
+        try:
+            yield self
+        finally:
+            if not held:
+                self.unlock()
+
+    def record_changes(self, config: dict, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Store the changed config and log what changed (resume with --override)."""
+        path = self.directory / "changes.json"
+        log = read_json(path) if path.exists() else []
+        log.append({"time": _dt.datetime.now().isoformat(timespec="seconds"),
+                    "changes": {key: {"stored": old, "given": new} for key, (old, new) in changes.items()}})
+        write_json(path, log)
+        write_json(self.directory / "config.json", config)
+
     @property
     def run_id(self) -> str:
         return self.directory.name
 
     @property
     def config(self) -> dict:
-        return read_json(self.directory / "config.json")
+        path = self.directory / "config.json"
+        try:
+            return read_json(path)
+        except ValueError as error:
+            raise BenchError(f"{path}: unreadable run config ({error})") from None
 
     @property
     def environment(self) -> dict:
@@ -134,7 +205,12 @@ class RunStore:
         path = self.method_dir(method_name) / "checkpoint.pt"
         if not path.exists():
             return None
-        return torch.load(path, map_location=device, weights_only=False)
+        try:
+            return torch.load(path, map_location=device, weights_only=False)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            reason = str(error).split(". ")[0].strip() or type(error).__name__
+            raise BenchError(f"{path}: unreadable checkpoint ({reason}); "
+                             "delete it to train this method again from its start") from None
 
     def drop_checkpoint(self, method_name: str) -> None:
         (self.method_dir(method_name) / "checkpoint.pt").unlink(missing_ok=True)

@@ -27,6 +27,16 @@ def reference_scores(records: list[MethodRecord]) -> np.ndarray | None:
     return None
 
 
+def learnt_so_far(record: MethodRecord) -> np.ndarray:
+    """R up to the last step that finished: an interrupted run's table shows where it got to
+    (its last row, Avg and BWT over the tasks learnt) rather than an empty final row."""
+    R = record.matrix()
+    if record.complete or not record.steps:
+        return R
+    last = max(step["row"] for step in record.steps) + 1
+    return R[:last, :last]
+
+
 def comparison_frame(records: list[MethodRecord]) -> pd.DataFrame:
     """Rows = methods (plus variants such as Conure-), columns = final score per task, Avg, BWT, FWT, #B."""
     if not records:
@@ -35,18 +45,21 @@ def comparison_frame(records: list[MethodRecord]) -> pd.DataFrame:
     columns = task_columns(records[0])
     rows = []
     for record in records:
-        R = record.matrix()
+        R = learnt_so_far(record)
         last = record.last_step
-        row = dict(zip(columns, R[-1]))
+        final = np.full(len(columns), np.nan)
+        final[:len(R)] = R[-1]
+        row = dict(zip(columns, final))
         row.update({
             "Avg": average_performance(R),
             "BWT": backward_transfer(R),
-            "FWT": forward_transfer(R, reference) if reference is not None else math.nan,
+            "FWT": forward_transfer(R, reference[:len(R)]) if reference is not None else math.nan,
             "#B": last.get("backbones"),
             "Params": last.get("parameters"),
             "Time (s)": sum(step.get("seconds", 0.0) for step in record.steps),
         })
-        rows.append(pd.Series(row, name=record.method if record.complete else f"{record.method} (partial)"))
+        name = record.method if record.complete else f"{record.method} (partial, {len(record.steps)} step(s))"
+        rows.append(pd.Series(row, name=name))
         for variant, scores in record.variants.items():
             values = [scores.get(name, {}).get(record.metrics[name], math.nan) for name in record.tasks]
             variant_row = dict(zip(columns, values))
