@@ -8,7 +8,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.errors import BenchError
 
@@ -18,7 +18,8 @@ DEFAULT_ROOT = Path("results")
 
 @dataclass
 class BackboneConfig:
-    """NextItNet shape; dilations (1, 4) per block pair as in the Conure/TERACON code."""
+    """NextItNet shape. These defaults are the small `quick` preset (d=64, 2 blocks); the released
+    Conure/TERACON code uses d=256 and dilations [1,4]x4, which `--preset paper` sets (bench/presets.py)."""
 
     embedding_dim: int = 64
     dilations: list[int] = field(default_factory=lambda: [1, 4])
@@ -46,7 +47,10 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
-    patience: int = 3  # epochs without validation gain before stopping
+    patience: int = 3  # epochs without validation gain before stopping (counted after min_epochs)
+    # Epochs always trained before early stopping may end a task: on a small validation split
+    # the metric can stay flat for `patience` epochs while the loss still falls (README "Metrics").
+    min_epochs: int = 2
     eval_batch_size: int = 512
     first_task: FirstTaskSchedule = field(default_factory=FirstTaskSchedule)
 
@@ -61,6 +65,9 @@ class TrainConfig:
 @dataclass
 class RunConfig:
     dataset: str = "synthetic"
+    # Named settings the run starts from (bench/presets.py); None = the dataset's default
+    # (`quick` for synthetic, `paper` otherwise). build_run_config records the one used.
+    preset: Literal["paper", "quick"] | None = None
     data_dir: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=lambda: ["all"])
@@ -147,8 +154,7 @@ def apply_override(data: dict[str, Any], assignment: str, where: str = "--set") 
 
 def build_run_config(data: dict[str, Any]) -> RunConfig:
     """The one place settings are resolved: the CLI, tuning and library users get the same run."""
-    data = copy.deepcopy(data)
-    apply_dataset_method_defaults(data)
+    data = apply_preset_and_dataset_defaults(copy.deepcopy(data))
     config = from_dict(RunConfig, data)
     for name, value in (("seed", config.seed),):
         if not isinstance(value, int):
@@ -178,16 +184,24 @@ def _by_method_name(settings: dict[str, Any], where: str) -> dict[str, Any]:
     return named
 
 
-def apply_dataset_method_defaults(data: dict[str, Any]) -> None:
-    """Fill `data["method_options"]` with the dataset's `method_defaults` where the user set nothing."""
+def apply_preset_and_dataset_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings as preset < the dataset's `method_defaults` < the user's (bench/presets.py)."""
+    from bench.presets import apply_preset
     from bench.registry import DATASETS
 
+    if not isinstance(data.get("dataset", "synthetic"), str):
+        raise BenchError(f"config.dataset: expected a name, got {data['dataset']!r}")
     adapter = DATASETS.get(data.get("dataset", "synthetic"))
-    options = data.setdefault("method_options", {})
-    if not isinstance(options, dict):
-        return  # reported by build_run_config
-    for method, defaults in adapter.method_defaults.items():
-        key = next((name for name in options if name.lower() == method.lower()), method)
-        chosen = options.setdefault(key, {})
-        for option, value in defaults.items():
-            chosen.setdefault(option, value)
+    dataset_defaults = {"method_options": _canonical_keys(copy.deepcopy(adapter.method_defaults))}
+    for group in ("method_options", "method_train"):
+        if isinstance(data.get(group), dict):
+            data[group] = _canonical_keys(data[group])
+    return apply_preset(data, dataset_defaults)
+
+
+def _canonical_keys(settings: dict[str, Any]) -> dict[str, Any]:
+    """Method names as registered, so layers written as "teracon" and "TERACON" merge; unknown
+    names stay as written and are reported by build_run_config."""
+    from bench.registry import METHODS
+
+    return {(METHODS.canonical(name) if name in METHODS else name): value for name, value in settings.items()}
