@@ -79,6 +79,9 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Per-method TrainConfig overrides (e.g. a tuned lr); the shared T1 model keeps `train`.
     method_train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Methods whose settings come from a tuning study (`run --use-tuned`): method -> finished
+    # trials of that study. Empty = default settings. The leaderboard keeps the two apart.
+    tuned_trials: dict[str, int] = field(default_factory=dict)
     # Split that fills R: "test" for reported results, "valid" for tuning (test stays unseen).
     eval_split: str = "test"
 
