@@ -9,7 +9,7 @@ import sys
 from bench.errors import BenchError
 
 # Sub-command modules; each defines NAME, HELP, add_arguments(parser) and execute(args) -> int.
-COMMANDS = ["run", "table", "list", "data", "tune", "plot", "leaderboard"]
+COMMANDS = ["run", "table", "list", "data", "tune", "plot", "leaderboard", "reproduce"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import sys
 
 from tabulate import tabulate
 
+from bench.presets import PRESET_SUMMARY, PRESETS, default_preset
 from bench.registry import DATASETS, METHODS
 from bench.registry import resolve_methods
 
@@ -26,9 +27,11 @@ def execute(args: argparse.Namespace) -> int:
     if args.what is None:
         print()
     if args.what in (None, "datasets"):
-        rows = [(name, DATASETS.get(name).summary, _method_settings(DATASETS.get(name)))
+        rows = [(name, DATASETS.get(name).summary, default_preset(name), _method_settings(DATASETS.get(name)))
                 for name in DATASETS.names()]
-        print(tabulate(rows, headers=["dataset", "what it is", "its own method settings"], tablefmt="simple"))
+        print(tabulate(rows, headers=["dataset", "what it is", "default preset", "its own method settings"],
+                       tablefmt="simple"))
+        print("\npresets (--preset): " + "; ".join(f"{name}: {PRESET_SUMMARY[name]}" for name in PRESETS))
     return 0
 
 
