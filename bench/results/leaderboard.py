@@ -120,12 +120,13 @@ def _rank(method: str) -> tuple:
 
 
 def label(group: Group) -> str:
-    """'paper defaults' or 'tuned, N trials each' (the trial counts of the studies used)."""
+    """'paper defaults' (or the preset's name when it is not `paper`) or 'tuned, N trials each'."""
     if not group.tuned_trials:
-        return f"defaults (preset {group.preset})"
+        return "paper defaults" if group.preset == "paper" else f"method defaults, preset {group.preset}"
     counts = sorted(set(group.tuned_trials.values()))
     trials = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    return f"tuned, {trials} trials each (preset {group.preset})"
+    tuned = sorted(group.tuned_trials, key=_rank)
+    return f"tuned, {trials} trials each ({', '.join(tuned)}; preset {group.preset})"
 
 
 def group_stats(group: Group) -> tuple[pd.DataFrame, pd.DataFrame]:
