@@ -21,7 +21,8 @@ DEFAULT_ROOT = Path("results")
 
 @dataclass
 class BackboneConfig:
-    """NextItNet shape; dilations (1, 4) per block pair as in the Conure/TERACON code."""
+    """NextItNet shape. These defaults are the small `quick` preset (d=64, 2 blocks); the released
+    Conure/TERACON code uses d=256 and dilations [1,4]x4, which `--preset paper` sets (bench/presets.py)."""
 
     embedding_dim: int = field(default=64, metadata={"min": 1})
     dilations: list[int] = field(default_factory=lambda: [1, 4], metadata={"min": 1, "min_len": 1})
@@ -49,7 +50,10 @@ class TrainConfig:
     batch_size: int = field(default=128, metadata={"min": 1})
     lr: float = field(default=1e-3, metadata={"gt": 0})
     weight_decay: float = field(default=0.0, metadata={"min": 0})
-    patience: int = field(default=3, metadata={"min": 1})  # epochs without validation gain before stopping
+    patience: int = field(default=3, metadata={"min": 1})  # epochs without validation gain (counted after min_epochs)
+    # Epochs always trained before early stopping may end a task: on a small validation split
+    # the metric can stay flat for `patience` epochs while the loss still falls (README "Metrics").
+    min_epochs: int = field(default=2, metadata={"min": 1})
     eval_batch_size: int = field(default=512, metadata={"min": 1})
     first_task: FirstTaskSchedule = field(default_factory=FirstTaskSchedule)
 
@@ -64,6 +68,9 @@ class TrainConfig:
 @dataclass
 class RunConfig:
     dataset: str = "synthetic"
+    # Named settings the run starts from (bench/presets.py); None = the dataset's default
+    # (`quick` for synthetic, `paper` otherwise). build_run_config records the one used.
+    preset: Literal["paper", "quick"] | None = None
     data_dir: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=lambda: ["all"], metadata={"min_len": 1})
@@ -75,6 +82,9 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Per-method TrainConfig overrides (e.g. a tuned lr); the shared T1 model keeps `train`.
     method_train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Methods whose settings come from a tuning study (`run --use-tuned`): method -> finished
+    # trials of that study. Empty = default settings. The leaderboard keeps the two apart.
+    tuned_trials: dict[str, int] = field(default_factory=dict)
     # Split that fills R: "test" for reported results, "valid" for tuning (test stays unseen).
     eval_split: Literal["test", "valid"] = "test"
 
@@ -263,9 +273,7 @@ def build_run_config(data: dict[str, Any]) -> RunConfig:
     """
     from bench.registry import DATASETS, METHODS
 
-    data = copy.deepcopy(data)
-    if isinstance(data.get("dataset", "synthetic"), str):
-        apply_dataset_method_defaults(data)
+    data = apply_preset_and_dataset_defaults(copy.deepcopy(data))
     config = from_dict(RunConfig, data)
     adapter = DATASETS.get(config.dataset)
     from_dict(adapter.Options, config.dataset_options, "config.dataset_options")
@@ -317,27 +325,35 @@ def _by_method_name(settings: dict[str, Any], where: str) -> dict[str, Any]:
     return named
 
 
-def apply_dataset_method_defaults(data: dict[str, Any]) -> None:
-    """Fill `data["method_options"]` with the dataset's `method_defaults` where the user set nothing."""
+def apply_preset_and_dataset_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings as preset < the dataset's `method_defaults` < the user's (bench/presets.py)."""
+    from bench.presets import apply_preset
     from bench.registry import DATASETS
 
+    if not isinstance(data.get("dataset", "synthetic"), str):
+        raise BenchError(f"config.dataset: expected a name, got {data['dataset']!r}")
     adapter = DATASETS.get(data.get("dataset", "synthetic"))
-    options = data.setdefault("method_options", {})
-    if not isinstance(options, dict):
-        return  # reported by build_run_config
-    for method, defaults in adapter.method_defaults.items():
-        key = next((name for name in options if name.lower() == method.lower()), method)
-        chosen = options.setdefault(key, {})
-        if not isinstance(chosen, dict):
-            continue  # reported by build_run_config
-        for option, value in defaults.items():
-            chosen.setdefault(option, value)
+    dataset_defaults = {"method_options": _canonical_keys(copy.deepcopy(adapter.method_defaults))}
+    for group in ("method_options", "method_train"):
+        if isinstance(data.get(group), dict):
+            data[group] = _canonical_keys(data[group])
+    return apply_preset(data, dataset_defaults)
 
 
-def method_default_layers(method: str, dataset: str = "synthetic") -> list[tuple[str, dict[str, Any]]]:
+def _canonical_keys(settings: dict[str, Any]) -> dict[str, Any]:
+    """Method names as registered, so layers written as "teracon" and "TERACON" merge; unknown
+    names stay as written and are reported by build_run_config."""
+    from bench.registry import METHODS
+
+    return {(METHODS.canonical(name) if name in METHODS else name): value for name, value in settings.items()}
+
+
+def method_default_layers(method: str, dataset: str = "synthetic",
+                          preset: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """Where a method's option defaults come from, lowest precedence first: its `Options`
-    dataclass (the paper's released settings), then the dataset's `method_defaults`. Another
-    source (e.g. presets) is one more layer here; the user's --set is applied on top."""
+    dataclass (the paper's released settings), the preset (bench/presets.py), then the
+    dataset's `method_defaults`; the user's --set is applied on top."""
+    from bench.presets import default_preset, preset_settings
     from bench.registry import DATASETS, METHODS
 
     options = METHODS.get(method).Options
@@ -346,12 +362,16 @@ def method_default_layers(method: str, dataset: str = "synthetic") -> list[tuple
     adapter = DATASETS.get(dataset)
     by_dataset = next((values for name, values in adapter.method_defaults.items()
                        if name.lower() == method.lower()), {})
-    return [("paper", paper), (f"dataset {adapter.registered_name}", by_dataset)]
+    preset = preset or default_preset(adapter.registered_name)
+    by_preset = next((values for name, values in preset_settings(preset, adapter.registered_name)
+                      .get("method_options", {}).items() if name.lower() == method.lower()), {})
+    return [("paper", paper), (f"preset {preset}", by_preset), (f"dataset {adapter.registered_name}", by_dataset)]
 
 
-def method_option_sources(method: str, dataset: str = "synthetic") -> list[tuple[str, Any, str]]:
+def method_option_sources(method: str, dataset: str = "synthetic",
+                          preset: str | None = None) -> list[tuple[str, Any, str]]:
     """(option, default, where the default comes from) for `bench list METHOD`."""
     resolved: dict[str, tuple[Any, str]] = {}
-    for source, values in method_default_layers(method, dataset):
+    for source, values in method_default_layers(method, dataset, preset):
         resolved.update({option: (value, source) for option, value in values.items()})
     return [(option, value, source) for option, (value, source) in resolved.items()]

@@ -132,7 +132,7 @@ def test_list_method_shows_each_default_and_its_source(capsys):
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[4:] if line.strip()}
     assert rows["alpha"] == ["5.0", "dataset", "synthetic"] and rows["smax"] == ["50.0", "paper"]
     code, out, _ = run_cli(capsys, "list", "TERACON", "--dataset", "ttl")
-    assert code == 0 and any(line.split() == ["alpha", "0.7", "paper"] for line in out.splitlines())
+    assert code == 0 and any(line.split() == ["alpha", "0.7", "preset", "paper"] for line in out.splitlines())
     code, _, err = run_cli(capsys, "list", "Conur")
     assert_one_line_error(code, err, "unknown method 'Conur'")
 

@@ -453,3 +453,41 @@ def test_method_defaults_name_real_methods_and_options(dataset):
         cls = METHODS.get(method)
         assert cls.registered_name == method
         from_dict(cls.Options, options)  # raises on an option the method does not have
+
+
+@pytest.mark.slow
+def test_ml100k_selection_strands_no_class_head(tmp_path):
+    """Issue 11: on ML-100K's small validation split (47 users) a flat validation metric used to
+    stop training at epoch 1 and leave a head below chance. With ties broken by validation loss
+    and min_epochs, no class head of FineSmax/FineAll ends below 1/|Y|, and no head stops while
+    its validation loss is still falling."""
+    import json
+
+    from bench.config import build_run_config
+    from bench.engine.tasks import TaskKind
+    from bench.experiments.runner import prepare, run
+    from bench.results.store import RunStore
+
+    folder = recbole_ml100k()
+    config = build_run_config({
+        "dataset": "movielens", "data_dir": str(folder), "methods": ["FineSmax", "FineAll"],
+        "device": "cpu", "order": [1, 4, 5, 6], "backbone": {"embedding_dim": 16, "dilations": [1, 4]},
+        "train": {"epochs": 6, "batch_size": 128, "lr": 1e-3, "patience": 2, "min_epochs": 2,
+                  "eval_batch_size": 2048, "first_task": {"epochs": 2}},
+    })
+    _, tasks, _ = prepare(config)
+    store = RunStore.create(config.to_dict(), tmp_path, "selection")
+    records = run(config, store, progress=False)
+    tolerance = 0.01  # relative fall of the validation loss in the last epoch
+    for record in records:
+        final = record.matrix()[-1]
+        for position, task in enumerate(tasks):
+            if task.kind is TaskKind.CLASS:
+                assert final[position] >= 1 / task.n_targets, (record.method, task.name, final[position])
+        logs = json.loads((store.method_dir(record.method) / "epochs.json").read_text())
+        assert {log["task"] for log in logs} >= {t.name for t in tasks if t.kind is TaskKind.CLASS}
+        for log in logs:
+            losses = [epoch["valid_loss"] for epoch in log["epochs"]]
+            assert len(losses) >= min(2, config.train.epochs)  # min_epochs
+            if len(losses) < config.train.epochs:  # stopped early
+                assert losses[-1] >= losses[-2] * (1 - tolerance), (record.method, log["task"], losses)

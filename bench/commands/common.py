@@ -40,6 +40,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The run settings `run` and `tune` share (declared once)."""
     parser.add_argument("--dataset", help="dataset adapter (default: synthetic)")
     parser.add_argument("--data-dir", help="directory holding the dataset's files")
+    parser.add_argument("--preset", choices=["paper", "quick"],
+                        help="settings to start from: paper = the released scripts' (d=256, 8 blocks, their "
+                             "batch sizes, lrs, epochs); quick = small and fast (a deviation). "
+                             "Default: quick for synthetic, paper otherwise; --set/--config override it")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--epochs", type=int, help="maximum epochs per task (shortcut for --set train.epochs=N)")
     parser.add_argument("--config", help="JSON or TOML file of settings (see config.json of any run)")
@@ -58,6 +62,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "methods": split_list(args.methods) if getattr(args, "methods", None) else None,
         "dataset": args.dataset,
         "data_dir": args.data_dir,
+        "preset": getattr(args, "preset", None),
         "order": parse_order(args.order) if getattr(args, "order", None) else None,
         "seed": args.seed,
         "device": getattr(args, "device", None),

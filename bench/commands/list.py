@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from bench.presets import PRESET_SUMMARY, PRESETS, default_preset
+
     if args.what not in (None, "methods", "datasets"):
         return _method_options(args.what, args.dataset, tabulate)
     if args.what in (None, "methods"):
@@ -28,9 +30,11 @@ def execute(args: argparse.Namespace) -> int:
     if args.what is None:
         print()
     if args.what in (None, "datasets"):
-        rows = [(name, DATASETS.describe(name, "summary"), _method_settings(DATASETS.describe(name, "method_defaults", {})))
-                for name in DATASETS.names()]
-        print(tabulate(rows, headers=["dataset", "what it is", "its own method settings"], tablefmt="simple"))
+        rows = [(name, DATASETS.describe(name, "summary"), default_preset(name),
+                 _method_settings(DATASETS.describe(name, "method_defaults", {}))) for name in DATASETS.names()]
+        print(tabulate(rows, headers=["dataset", "what it is", "default preset", "its own method settings"],
+                       tablefmt="simple"))
+        print("\npresets (--preset): " + "; ".join(f"{name}: {PRESET_SUMMARY[name]}" for name in PRESETS))
     return 0
 
 

@@ -1,10 +1,13 @@
-"""`tune`: an Optuna study of one method's hyperparameters on the validation split."""
+"""`tune`: Optuna studies of methods' hyperparameters on the validation split.
+
+`--methods all --trials N` gives every method the same budget (one study per method, N
+finished trials each), so a tuned comparison is a fair one."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import add_results_argument, add_settings_arguments, settings_from_args
+from bench.commands.common import add_results_argument, add_settings_arguments, settings_from_args, split_list
 from bench.config import parse_scalar
 from bench.errors import BenchError
 
@@ -13,7 +16,9 @@ HELP = "search a method's hyperparameters with Optuna (validation split only; re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, help="the method to tune")
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--method", help="the method to tune")
+    chosen.add_argument("--methods", help="comma-separated methods or 'all': one study each, the same --trials budget")
     parser.add_argument("--trials", type=int, default=50,
                         help="finished trials wanted in the study; a rerun only adds the missing ones (default: 50)")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
@@ -30,14 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from bench.experiments import tuning
 
+    from bench.registry import resolve_methods
+
+    methods = [args.method] if args.method else resolve_methods(split_list(args.methods))
+    if args.study and len(methods) > 1:
+        raise BenchError("--study names one study; it cannot be combined with several --methods")
     base = settings_from_args(args)
     tuning.check_base(base)
-    study = tuning.tune(tuning.TuneSettings(
-        method=args.method, base=base, trials=args.trials, root=args.results, name=args.study,
-        seed=args.seed or 0, timeout=args.timeout, fixed=parse_fixed(args.fix),
-        startup_trials=args.startup_trials, quiet=args.quiet,
-    ))
-    print(summary(study))
+    base.pop("methods", None)  # the shortcut reads --methods; each study tunes its own method
+    for method in methods:
+        study = tuning.tune(tuning.TuneSettings(
+            method=method, base=base, trials=args.trials, root=args.results, name=args.study,
+            seed=args.seed or 0, timeout=args.timeout, fixed=parse_fixed(args.fix),
+            startup_trials=args.startup_trials, quiet=args.quiet,
+        ))
+        print(summary(study) + ("\n" if len(methods) > 1 else ""))
     return 0
 
 

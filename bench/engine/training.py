@@ -1,5 +1,11 @@
 """One training loop for every method: minibatches, Adam, best epoch on validation.
 
+Model selection (README "Metrics"): an epoch becomes the best when its validation metric is
+higher than the best so far, or equal to it with a lower validation loss (cross-entropy of
+the evaluation scores), so a flat metric on a small validation split never strands a head at
+epoch 1 while its loss still falls. Early stopping counts `patience` epochs without a new
+best, and only epochs after `min_epochs`.
+
 Methods differ in *what* they train (which parameters, which loss, which gradient
 surgery); the hooks let them say so without rewriting the loop.
 """
@@ -7,12 +13,14 @@ surgery); the hooks let them say so without rewriting the loop.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -40,6 +48,7 @@ class FitLog:
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_valid: float = float("nan")
+    best_valid_loss: float = float("nan")
     seconds: float = 0.0
 
 
@@ -65,6 +74,25 @@ def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.devi
     if task.kind is TaskKind.CLASS:
         return accuracy(scores, targets)
     return ranking_metrics(scores, targets, k=5)
+
+
+@torch.no_grad()
+def validation_loss(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
+                    batch_size: int = 512) -> float:
+    """Mean cross-entropy of the evaluation scores against the targets (the selection tie-break)."""
+    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
+    total = 0.0
+    for x, y in batches(inputs, targets, batch_size):
+        total += float(F.cross_entropy(score_fn(x).float(), y, reduction="sum"))
+    return total / max(1, len(targets))
+
+
+def improves(valid: float, loss: float | None, best_valid: float, best_loss: float | None) -> bool:
+    """A higher metric, or the same metric with a lower validation loss."""
+    if math.isnan(best_valid) or valid > best_valid + 1e-12:
+        return True
+    tied = abs(valid - best_valid) <= 1e-12
+    return tied and loss is not None and best_loss is not None and loss < best_loss
 
 
 def fit(
@@ -114,14 +142,20 @@ def fit(
                 hooks.after_step()
             total += float(loss.detach())
         state.eval()
-        valid = (validate() if validate is not None
-                 else evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric])
-        log.epochs.append({"epoch": epoch + 1, "loss": total / n_batches, "valid": valid})
-        epochs.set_postfix(loss=f"{total / n_batches:.4f}", valid=f"{valid:.4f}")
-        if best_state is None or valid > log.best_valid:
-            log.best_valid, log.best_epoch, stale = valid, epoch + 1, 0
-            best_state = copy.deepcopy(state.state_dict())
+        if validate is not None:  # one model, several tasks (MTL): no single loss to break ties
+            valid, valid_loss = validate(), None
         else:
+            valid = evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric]
+            valid_loss = validation_loss(task, task.valid, score_fn, device, config.eval_batch_size)
+        log.epochs.append({"epoch": epoch + 1, "loss": total / n_batches, "valid": valid,
+                           "valid_loss": valid_loss})
+        epochs.set_postfix(loss=f"{total / n_batches:.4f}", valid=f"{valid:.4f}")
+        if best_state is None or improves(valid, valid_loss, log.best_valid,
+                                          None if math.isnan(log.best_valid_loss) else log.best_valid_loss):
+            log.best_valid, log.best_epoch, stale = valid, epoch + 1, 0
+            log.best_valid_loss = math.nan if valid_loss is None else valid_loss
+            best_state = copy.deepcopy(state.state_dict())
+        elif epoch + 1 > config.min_epochs:
             stale += 1
             if stale >= config.patience:
                 break

@@ -222,7 +222,8 @@ def apply_tuned(data: dict, root: Path) -> dict:
         if not path.exists():
             print(f"--use-tuned: no study for {method} ({path}); keeping its defaults", file=sys.stderr)
             continue
-        params = best_params(open_study(path, study_name(dataset, method), create=False))
+        study = open_study(path, study_name(dataset, method), create=False)
+        params = best_params(study)
         if params is None:
             print(f"--use-tuned: study of {method} has no complete trial; keeping its defaults", file=sys.stderr)
             continue
@@ -233,6 +234,7 @@ def apply_tuned(data: dict, root: Path) -> dict:
                                      f"{key} ({value} vs {shared[key][1]}), which all methods share")
                 shared[key] = (method, value)
         apply_params(data, method, params)
+        data.setdefault("tuned_trials", {})[method] = len(_finished(study))  # the leaderboard's "N trials"
         applied.append(method)
         print(f"--use-tuned: {method} <- {params}", file=sys.stderr)
     if not applied:

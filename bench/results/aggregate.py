@@ -13,7 +13,7 @@ import re
 import pandas as pd
 
 from bench.results.store import MethodRecord
-from bench.results.tables import comparison_frame, render
+from bench.results.tables import comparison_frame, missing_first_caption, render
 
 TASK_COLUMN = re.compile(r"^T(\d+) (.+)$")
 COUNT_COLUMNS = ("#B", "Params")
@@ -32,8 +32,11 @@ def run_frame(records: list[MethodRecord], order: list[int] | None = None) -> pd
             number = order[int(match.group(1)) - 1]
             renamed[column] = f"T{number} {match.group(2)}"
             tasks.append((number, renamed[column]))
+    if order[0] != 1:  # "tasks after the first" are not T2..Tn in the dataset's numbering
+        renamed.update({c: f"Avg w/o T{order[0]}" for c in frame.columns if str(c).startswith("Avg T2")})
     frame = frame.rename(columns=renamed)
-    others = [c for c in frame.columns if c not in renamed.values()]
+    task_names = {name for _, name in tasks}
+    others = [c for c in frame.columns if c not in task_names]
     return frame[[name for _, name in sorted(tasks)] + others]
 
 
@@ -68,8 +71,11 @@ def formatted(mean: pd.DataFrame, std: pd.DataFrame, count: pd.Series | None = N
 
 
 def render_mean_std(frames: list[pd.DataFrame], fmt: str = "github") -> str:
+    """The mean ± std table, preceded by a line naming rows without a first-task score (MTL)."""
     mean, std, count = mean_std(frames)
-    return render(formatted(mean, std, count), fmt)
+    table = formatted(mean, std, count)
+    caption = missing_first_caption(table)
+    return (caption + "\n\n" if caption else "") + render(table, fmt)
 
 
 def avg_by_order(frames_by_order: dict[str, list[pd.DataFrame]]) -> pd.DataFrame:

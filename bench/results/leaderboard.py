@@ -9,6 +9,12 @@ and the leaderboard is a pure function of those files: runs that differ only in 
 seed are averaged (mean ± std), rows are sorted, and nothing but stored values (no
 clock, no paths) enters the text, so `--check` can tell whether the committed file is
 stale.
+
+Runs with the methods' default settings ("paper defaults" / the run's preset) and runs
+that use tuned parameters (`run --use-tuned`, which records each study's trial count in
+`tuned_trials`) form separate tables. A cell is bold only when its group has at least
+MIN_SEEDS seeds and its mean beats the runner-up's by more than the two stds combined. The
+summary paragraph at the top is generated from the same numbers: README claims link to it.
 """
 
 from __future__ import annotations
@@ -22,18 +28,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results.aggregate import formatted, mean_std, run_frame
+from bench.results.aggregate import TASK_COLUMN, formatted, mean_std, run_frame
 from bench.errors import BenchError
 from bench.io import write_json
 from bench.registry import PAPER_ORDER
 from bench.results.store import RunStore
-from bench.results.tables import render
+from bench.results.tables import missing_first_caption, render
 
 PUBLISHED = "published"
 LEADERBOARD = "LEADERBOARD.md"
 # Settings that do not change what a result means; everything else must match to average runs.
 NOT_SETUP = ("seed", "methods", "device", "data_dir")
 COLUMNS_DROPPED = ("FWT",)  # needs SinMo in the same run; the papers' tables show BWT only
+MIN_SEEDS = 3  # fewer seeds: no std worth the name, so no cell is marked best
 
 
 def publish(root: Path, run_id: str, force: bool = False) -> Path:
@@ -67,6 +74,8 @@ class Group:
     order: list[int]
     setup: str
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
+    preset: str = "none recorded"
+    tuned_trials: dict[str, int] = field(default_factory=dict)  # method -> trials of its study
     seeds: list[int] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
@@ -89,8 +98,11 @@ def gather(published: Path) -> list[Group]:
             continue
         n_tasks = len(records[0].tasks)
         order = config.get("order") or list(range(1, n_tasks + 1))
-        key = (config.get("dataset", "?"), tuple(order), setup_key(config))
-        group = groups.setdefault(key, Group(key[0], list(order), key[2]))
+        tuned = dict(config.get("tuned_trials") or {})
+        key = (config.get("dataset", "?"), tuple(order), bool(tuned), setup_key(config))
+        group = groups.setdefault(key, Group(key[0], list(order), key[3],
+                                             preset=config.get("preset") or "none recorded",
+                                             tuned_trials=tuned))
         frame = run_frame(records, order)
         for method in frame.index:
             group.frames[method].append(frame.loc[[method]])
@@ -99,7 +111,7 @@ def gather(published: Path) -> list[Group]:
         commit = store.environment.get("commit")
         if commit and commit not in group.commits:
             group.commits.append(commit)
-    return [groups[key] for key in sorted(groups)]
+    return [groups[key] for key in sorted(groups)]  # per dataset and order: defaults, then tuned
 
 
 def _rank(method: str) -> tuple:
@@ -107,20 +119,82 @@ def _rank(method: str) -> tuple:
     return (PAPER_ORDER.index(base) if base in PAPER_ORDER else len(PAPER_ORDER), method)
 
 
+def label(group: Group) -> str:
+    """'paper defaults' (or the preset's name when it is not `paper`) or 'tuned, N trials each'."""
+    if not group.tuned_trials:
+        return "paper defaults" if group.preset == "paper" else f"method defaults, preset {group.preset}"
+    counts = sorted(set(group.tuned_trials.values()))
+    trials = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    tuned = sorted(group.tuned_trials, key=_rank)
+    return f"tuned, {trials} trials each ({', '.join(tuned)}; preset {group.preset})"
+
+
+def group_stats(group: Group) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per method (rows in the papers' order): mean and std of every column over the seeds."""
+    methods = sorted(group.frames, key=_rank)
+    mean, std, _ = mean_std([frame for method in methods for frame in group.frames[method]])
+    dropped = [c for c in COLUMNS_DROPPED if c in mean]
+    return mean.reindex(methods).drop(columns=dropped), std.reindex(methods).drop(columns=dropped)
+
+
+def score_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns where higher is better: task scores, the averages, BWT."""
+    return [c for c in frame.columns if TASK_COLUMN.match(str(c)) or str(c).startswith("Avg") or c == "BWT"]
+
+
+def clear_best(mean: pd.DataFrame, std: pd.DataFrame, column: str) -> str | None:
+    """The row whose mean beats the runner-up's by more than std_best + std_runner_up, if any.
+
+    Pre-pruning rows ('Conure-') are scores of the same method, not competitors."""
+    values = mean[column][[not str(name).endswith("-") for name in mean.index]].dropna()
+    if len(values) < 2:
+        return None
+    ranked = values.sort_values(ascending=False)
+    best, second = ranked.index[0], ranked.index[1]
+    margin = std.at[best, column] + std.at[second, column]
+    if pd.isna(margin) or ranked.iloc[0] - ranked.iloc[1] <= margin:
+        return None
+    return best
+
+
 def group_frame(group: Group) -> pd.DataFrame:
-    rows = []
-    for method in sorted(group.frames, key=_rank):
-        mean, std, _ = mean_std(group.frames[method])
-        mean = mean.drop(columns=[c for c in COLUMNS_DROPPED if c in mean])
-        std = std.drop(columns=[c for c in COLUMNS_DROPPED if c in std])
-        row = formatted(mean, std).iloc[0]
-        row["seeds"] = ",".join(map(str, sorted(group.seeds)))
-        row["runs"] = " ".join(sorted(group.run_ids))
-        row["commit"] = " ".join(group.commits) or "–"
-        rows.append(row.rename(method))
-    frame = pd.DataFrame(rows)
+    mean, std = group_stats(group)
+    frame = formatted(mean, std)
+    if len(group.seeds) >= MIN_SEEDS:
+        for column in score_columns(mean):
+            best = clear_best(mean, std, column)
+            if best is not None:
+                frame.at[best, column] = f"**{frame.at[best, column]}**"
+    frame["seeds"] = ",".join(map(str, sorted(group.seeds)))
+    frame["runs"] = " ".join(sorted(group.run_ids))
+    frame["commit"] = " ".join(group.commits) or "–"
     frame.index.name = "method"
     return frame
+
+
+def summary(groups: list[Group]) -> list[str]:
+    """One generated sentence per table with enough seeds: who leads on each average, and whether clearly."""
+    lines = []
+    for group in groups:
+        mean, std = group_stats(group)
+        where = f"{group.dataset}, order {','.join(map(str, group.order))}, {label(group)}, setup `{group.setup}`"
+        if len(group.seeds) < MIN_SEEDS:
+            lines.append(f"- {where}: {len(group.seeds)} seed(s), fewer than {MIN_SEEDS}: not ranked.")
+            continue
+        parts = []
+        for column in [c for c in mean.columns if str(c).startswith("Avg")]:
+            ranked = mean[column][[not str(n).endswith("-") for n in mean.index]].dropna().sort_values(ascending=False)
+            if ranked.empty:
+                continue
+            top = ranked.index[0]
+            text = f"{column}: {top} {ranked.iloc[0]:.4f} ± {std.at[top, column]:.4f}"
+            if len(ranked) > 1:
+                runner = ranked.index[1]
+                verdict = "clearly ahead of" if clear_best(mean, std, column) == top else "not separated from"
+                text += f", {verdict} {runner} {ranked.iloc[1]:.4f} ± {std.at[runner, column]:.4f}"
+            parts.append(text)
+        lines.append(f"- {where} ({len(group.seeds)} seeds): " + "; ".join(parts) + ".")
+    return lines
 
 
 def generate(root: Path) -> str:
@@ -134,7 +208,12 @@ def generate(root: Path) -> str:
         "for classification; tasks numbered as in the dataset). BWT < 0 means forgetting; #B counts",
         "stored backbones; time is training seconds per run. Runs are averaged when all their",
         "settings but the seed agree (`setup` is a hash of those settings, see each run's config.json).",
+        "Avg covers every task, Avg T2–Tn the tasks after the first (MTL has no T1 score). Runs with",
+        "default settings and runs with tuned parameters are separate tables; a cell is **bold** only",
+        f"with at least {MIN_SEEDS} seeds and a mean ahead of the runner-up by more than both stds combined.",
     ]
+    if groups:
+        lines += ["", "## Summary (generated)", "", *summary(groups)]
     if not groups:
         lines += ["", "(no published runs yet: `python -m bench leaderboard --publish <run-id>`)"]
     current = None
@@ -143,7 +222,11 @@ def generate(root: Path) -> str:
         if heading != current:
             lines += ["", heading]
             current = heading
-        lines += ["", f"setup `{group.setup}`", "", render(group_frame(group), "github")]
+        frame = group_frame(group)
+        caption = missing_first_caption(frame)
+        lines += ["", f"### {label(group)}, setup `{group.setup}`", ""]
+        lines += [caption, ""] if caption else []
+        lines += [render(frame, "github")]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,38 @@ def task_columns(record: MethodRecord) -> list[str]:
             for i, name in enumerate(record.tasks)]
 
 
+def later_average_label(n_tasks: int) -> str:
+    """The column of the average over the tasks after the first (those every method scores)."""
+    return f"Avg T2–T{n_tasks}" if n_tasks > 2 else "Avg T2"
+
+
+def _nanmean(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if values.size and not np.isnan(values).all() else math.nan
+
+
+def missing_first_caption(frame: pd.DataFrame) -> str:
+    """A sentence naming the rows without a score on the first task (MTL), or ''."""
+    first = next((c for c in frame.columns if str(c).startswith("T")), None)
+    if first is None:
+        return ""
+    rows = [str(name) for name, value in frame[first].items() if _missing(value)]
+    if not rows:
+        return ""
+    later = next((c for c in frame.columns if str(c).startswith("Avg T2") or str(c).startswith("Avg w/o")), "")
+    return (f"{', '.join(rows)} {'has' if len(rows) == 1 else 'have'} no {first.split()[0]} score, so "
+            f"{'its' if len(rows) == 1 else 'their'} Avg covers fewer tasks; compare every row on {later}.")
+
+
+def _missing(value) -> bool:
+    if isinstance(value, str):
+        return value.strip() in ("–", "", "nan")
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def reference_scores(records: list[MethodRecord]) -> np.ndarray | None:
     """Single-task scores for FWT: SinMo's diagonal when the run has SinMo."""
     for record in records:
@@ -43,6 +75,7 @@ def comparison_frame(records: list[MethodRecord]) -> pd.DataFrame:
         return pd.DataFrame()
     reference = reference_scores(records)
     columns = task_columns(records[0])
+    later = later_average_label(len(columns))
     rows = []
     for record in records:
         R = learnt_so_far(record)
@@ -52,6 +85,7 @@ def comparison_frame(records: list[MethodRecord]) -> pd.DataFrame:
         row = dict(zip(columns, final))
         row.update({
             "Avg": average_performance(R),
+            later: _nanmean(R[-1][1:]),
             "BWT": backward_transfer(R),
             "FWT": forward_transfer(R, reference[:len(R)]) if reference is not None else math.nan,
             "#B": last.get("backbones"),
@@ -63,7 +97,8 @@ def comparison_frame(records: list[MethodRecord]) -> pd.DataFrame:
         for variant, scores in record.variants.items():
             values = [scores.get(name, {}).get(record.metrics[name], math.nan) for name in record.tasks]
             variant_row = dict(zip(columns, values))
-            variant_row["Avg"] = float(np.nanmean(values)) if not all(map(math.isnan, values)) else math.nan
+            variant_row["Avg"] = _nanmean(values)
+            variant_row[later] = _nanmean(values[1:])
             rows.append(pd.Series(variant_row, name=variant))
     return pd.DataFrame(rows)
 
@@ -99,7 +134,9 @@ def render_run(records: list[MethodRecord], fmt: str = "github", matrices: bool 
                       render(record.matrix_frame(), fmt),
                       "", f"{record.method}: forgetting matrix R[i][j] - R[j][j]",
                       render(forgetting, fmt, floatfmt="+.4f"), ""]
-    parts += ["Final performance after the last task (MRR@5 for item tasks, accuracy for "
-              "classification); BWT < 0 means forgetting; FWT is measured against SinMo.", "",
-              render(frame, fmt)]
+    caption = ("Final performance after the last task (MRR@5 for item tasks, accuracy for "
+               "classification); Avg over all tasks, Avg T2–Tn over the tasks after the first; "
+               "BWT < 0 means forgetting; FWT is measured against SinMo.")
+    missing = missing_first_caption(frame)
+    parts += [caption + (" " + missing if missing else ""), "", render(frame, fmt)]
     return "\n".join(parts)
