@@ -8,7 +8,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.errors import BenchError
 
@@ -24,6 +24,11 @@ class BackboneConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 4])
     kernel_size: int = 3
     dropout: float = 0.0
+    # Residual block order: "post_ln" = conv -> LN -> ReLU (twice) + x, NextItNet as in the
+    # TERACON/Tenrec code; "pre_ln" = LN -> ReLU -> conv (twice) + x, the block Conure's code
+    # executes (ops.py nextitnet_residual_block_withmask_pre_beforeln).
+    block: Literal["post_ln", "pre_ln"] = "post_ln"
+    conv_bias: bool = True  # False: conv biases fixed at 0 (Conure's code never trains them)
 
 
 @dataclass
@@ -157,6 +162,7 @@ def build_run_config(data: dict[str, Any]) -> RunConfig:
         raise BenchError(f"config.eval_split: expected 'test' or 'valid', got {config.eval_split!r}")
     config.method_options = _by_method_name(config.method_options, "method_options")
     config.method_train = _by_method_name(config.method_train, "method_train")
+    _record_variant_options(config)
     for method, overrides in config.method_train.items():
         from_dict(TrainConfig, overrides, f"method_train.{method}")
     return config
@@ -176,6 +182,20 @@ def _by_method_name(settings: dict[str, Any], where: str) -> dict[str, Any]:
         except BenchError as error:
             raise BenchError(f"config.{where}: {error}") from None
     return named
+
+
+def _record_variant_options(config: RunConfig) -> None:
+    """Write each variant row's option overrides (`TERACON+floor` -> min_ratio 0.25) under its
+    row name in method_options, so config.json says what the row ran with."""
+    from bench.registry import METHODS
+
+    for name in config.methods:
+        if name.lower() == "all":
+            continue
+        row = METHODS.canonical(name)
+        overrides = METHODS.options(row, {})
+        if overrides:
+            config.method_options[row] = {**overrides, **config.method_options.get(row, {})}
 
 
 def apply_dataset_method_defaults(data: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bench.engine.backbone import NextItNet
+from bench.errors import BenchError
 
 
 class UnitGate(nn.Module):
@@ -39,6 +40,9 @@ def install_gates(encoder: NextItNet, gate_conv_outputs: bool) -> list[list[Unit
     is gated too, before the LayerNorm, so that the LayerNorm statistics of a task only
     see that task's units (HAT needs this for exact protection; see methods/hat.py).
     """
+    if any(block.pre_ln for block in encoder.blocks):
+        raise BenchError("gated methods (HAT, TERACON) gate the conv units after their ReLU: "
+                         "they need backbone.block=post_ln")
     layers = []
     for block in encoder.blocks:
         for conv, act in (("conv1", "act1"), ("conv2", "act2")):

@@ -54,13 +54,18 @@ class HATOptions:
     thres_cosh: float = 50.0  # clamp of s*e inside cosh for the compensation (HAT code)
     thres_emb: float = 6.0  # task embeddings are clamped to [-thres_emb, thres_emb] (HAT code)
     clipgrad: float = 10000.0  # gradient-norm clipping (HAT code)
-    binarize: bool = True  # keep 1[e > 0] as a finished task's mask (see module docstring)
+    binarize: bool = False  # True: keep 1[e > 0] as a finished task's mask (reference: sigmoid(smax e))
+    gate_conv_outputs: bool = False  # True: gate the conv output before the LayerNorm too (not in HAT)
 
 
 @METHODS.register("HAT")
 class HAT(ContinualMethod):
     paper = "Serrà et al., ICML 2018 (baseline in TERACON, KDD 2023)"
     Options = HATOptions
+    variants = {
+        "binary": {"binarize": True},  # kept masks 1[e > 0]
+        "lngate": {"gate_conv_outputs": True},  # gate before the LayerNorm as well
+    }
 
     @classmethod
     def search_space(cls, trial):
@@ -99,7 +104,7 @@ class HAT(ContinualMethod):
             first = self.encoder is None
             if first:
                 self.encoder, head = context.pretrained(task)
-                install_gates(self.encoder, gate_conv_outputs=True)
+                install_gates(self.encoder, gate_conv_outputs=self.options.gate_conv_outputs)
                 n_layers, d = n_gated_layers(self.encoder), self.encoder.embedding.embedding_dim
                 self.used = torch.zeros(n_layers, d, device=context.device)
             else:
@@ -151,11 +156,12 @@ class HAT(ContinualMethod):
         factors = {}
         for b, block in enumerate(self.encoder.blocks):
             out1, out2 = used[2 * b], used[2 * b + 1]
-            conv1, conv2 = block.conv1.inner, block.conv2.inner
+            conv1, conv2 = (getattr(conv, "inner", conv) for conv in (block.conv1, block.conv2))
             factors[conv1.weight] = (1 - out1)[:, None, None].expand_as(conv1.weight)
-            factors[conv1.bias] = 1 - out1
             factors[conv2.weight] = (1 - torch.minimum(out2[:, None], out1[None, :]))[..., None].expand_as(conv2.weight)
-            factors[conv2.bias] = 1 - out2
+            for conv, out in ((conv1, out1), (conv2, out2)):
+                if conv.bias is not None:
+                    factors[conv.bias] = 1 - out
             for norm, out in ((block.norm1, out1), (block.norm2, out2)):
                 factors[norm.weight] = 1 - out
                 factors[norm.bias] = 1 - out

@@ -49,13 +49,15 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.engine.backbone import make_head
+from bench.engine.backbone import NextItNet, make_head
 from bench.engine.objectives import evaluation_scores, training_loss
+from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.engine.tasks import Task, TaskKind
 from bench.engine.training import TrainHooks
@@ -72,7 +74,9 @@ class TERACONOptions:
     init_high: float = 2.0
     initial_ratio: float = 0.9  # r_i before the first mask-similarity update
     similarity_scale: float = 6.0  # r_i = 1 - mean sigmoid(scale * cos)
-    min_ratio: float = 0.25  # floor on r_i (not in the paper; see module docstring)
+    min_ratio: float = 0.0  # floor on r_i; 0 = the code (variant TERACON+floor: 0.25)
+    rows: Literal["int", "ceil"] = "int"  # rows per old task: int(r_i * batch) as the code, or ceil
+    shared_first_task: bool = False  # True: T1 starts from the run's shared (unmasked) T1 model
     # The released script (ttl_train.sh) trains task 2 at lr 1e-3 and tasks 3..6 at 1e-4:
     # later tasks take the run's lr times `later_lr_scale` from task `later_lr_from` on.
     later_lr_scale: float = 0.1
@@ -183,6 +187,11 @@ def retention_loss(student: TeraconNet, teacher: TeraconNet, inputs: torch.Tenso
 class TERACON(ContinualMethod):
     paper = "Kim et al., KDD 2023"
     Options = TERACONOptions
+    variants = {
+        "floor": {"min_ratio": 0.25},  # keeps retention on for near-parallel masks on small data
+        "ceil": {"rows": "ceil"},  # at least one retention row per old task and batch
+        "sharedt1": {"shared_first_task": True},  # T1 from the shared unmasked model, then masked
+    }
 
     @classmethod
     def search_space(cls, trial):
@@ -194,12 +203,14 @@ class TERACON(ContinualMethod):
     def __init__(self, context, options=None):
         super().__init__(context, options)
         check_finite(self.options.smax, "smax")
+        if self.options.rows not in ("int", "ceil"):
+            raise BenchError(f"TERACON: rows must be 'int' or 'ceil', got {self.options.rows!r}")
         self.net: TeraconNet | None = None
 
     def learn(self, tasks, context) -> None:
         for task in tasks:
             if self.net is None:
-                encoder, head = context.pretrained(task)
+                encoder, head = self._first_model(task, context)
                 install_gates(encoder, gate_conv_outputs=False)
                 self.net = TeraconNet(encoder, head, task, self.options).to(context.device)
                 teacher = None
@@ -209,11 +220,19 @@ class TERACON(ContinualMethod):
             self.record(self._fit(task, teacher, context))
             self.learned.append(task.name)
 
+    def _first_model(self, task, context):
+        """A fresh NextItNet that T1 trains once with its mask (train_task1.py), or the run's
+        shared T1 model (`shared_first_task`), which T1 then trains again with its mask."""
+        if self.options.shared_first_task:
+            return context.pretrained(task)
+        encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+        return encoder, make_head(task, encoder).to(context.device)
+
     def _fit(self, task, teacher, context):
         net, options = self.net, self.options
         annealing = Annealing(options.smax)
         k = net.index(task.name)
-        state = RetentionState(options.initial_ratio, 0 if teacher is None else len(teacher.tasks))
+        state = RetentionState(options.initial_ratio, 0 if teacher is None else len(teacher.tasks), options.rows)
 
         def loss_fn(x, y):
             hidden, mask = net.hidden(k, annealing.s, x)
@@ -250,13 +269,14 @@ class TERACON(ContinualMethod):
 class RetentionState:
     """Per-old-task sampling ratios r_i (eq. 15) and the batch rows they select (eq. 14)."""
 
-    def __init__(self, initial: float, n_old: int):
+    def __init__(self, initial: float, n_old: int, rows: str = "int"):
         self.ratios = [initial] * n_old
+        self.round = math.ceil if rows == "ceil" else int
 
     def sample_rows(self, batch: int, device) -> list[torch.Tensor]:
-        """ceil, not the code's int(): a batch of 128 (not 1024) would otherwise draw no row
-        for a similar task (r ~ 0.0025) and silently switch its retention off."""
-        return [torch.randperm(batch, device=device)[:math.ceil(batch * r)] for r in self.ratios]
+        """round(r_i * batch) random rows per old task; the code truncates (int), so a small
+        batch draws no row for a similar task (r ~ 0.0025) and its retention is off there."""
+        return [torch.randperm(batch, device=device)[:self.round(batch * r)] for r in self.ratios]
 
     def update(self, teacher_masks, current_mask, scale: float, floor: float) -> None:
         self.ratios = [max(floor, sampling_ratio(m, current_mask, scale)) for m in teacher_masks]

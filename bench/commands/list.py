@@ -20,8 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     if args.what in (None, "methods"):
-        rows = [(name, _summary(METHODS.get(name)), METHODS.get(name).paper)
-                for name in resolve_methods(["all"])]
+        rows = []
+        for name in resolve_methods(["all"]):
+            rows.append((name, _summary(METHODS.get(name)), METHODS.get(name).paper))
+            rows += [(row, _variant(row), "harness variant (not the paper's default)")
+                     for row in METHODS.variant_names(name)]
         print(tabulate(rows, headers=["method", "what it does", "paper"], tablefmt="simple"))
     if args.what is None:
         print()
@@ -37,6 +40,11 @@ def _summary(cls) -> str:
     text = (sys.modules[cls.__module__].__doc__ or "").strip()
     first = text.splitlines()[0] if text else ""
     return first.split(": ", 1)[-1] if first.startswith(cls.registered_name) else first
+
+
+def _variant(row: str) -> str:
+    """e.g. 'min_ratio=0.25': the option overrides that make the variant."""
+    return " ".join(f"{key}={value}" for key, value in METHODS.options(row, {}).items())
 
 
 def _method_settings(adapter) -> str:
