@@ -2,20 +2,26 @@
 
 What the paper (and its released code, `fajieyuan/SIGIR2021_Conure`) specifies, and what
 this module does:
-- T1: train NextItNet on T1 (here: the run's shared T1 model), then prune the
-  lowest-magnitude fraction `prune_ratio` (0.7, the code's `maskp_task*`) of the weights of
-  every dilated convolution, separately per convolution, and retrain the kept ones.
+- Block: the one the code executes, pre-LN: LN -> ReLU -> conv, LN -> ReLU -> conv(2x
+  dilation), plus x (ops.py nextitnet_residual_block_withmask_pre_beforeln / _fine_beforeln);
+  conv biases fixed at 0, never trained (ops.py conv1d_pre/conv1d_fine: trainable=False).
+  Conure builds this NextItNet itself (`block`, `conv_bias`); the run's T1 model of the other
+  methods is the post-LN NextItNet of TERACON/Tenrec.
+- T1: train that NextItNet on T1 (conure_tp_t1.py; trained once per run and backbone through
+  context.pretrained), then prune the lowest-magnitude fraction `prune_ratio` (0.7, the
+  code's `maskp_task*`) of the weights of every dilated convolution, separately per
+  convolution, and retrain the kept ones with the head (conure_ret_t1.py var_list=[weight,
+  softmax]: embeddings and layer norms are left as T1 trained them).
 - Task k > 1: the pruned (free) weights are trained for task k while the weights owned by
   tasks 1..k-1 stay frozen but are still used in the forward pass; then `prune_ratio` of
-  the weights task k claimed are released again, and the kept ones are retrained.
+  the weights task k claimed are released again, and the kept ones are retrained
+  (conure_tp_t*.py / conure_ret_t*.py var_list=[softmax, weight]).
+- Layer norms: T1's serve every task and are frozen after T1 (the blocks use
+  `<taskID_1st>_layer_norm1/2` for every task). Item embeddings are trained on T1 only.
 - Ownership is one small integer per convolution weight (0 = free, k = owned by the task
   learnt k-th): the per-task binary masks of the paper, stored as one tensor. Task k is
   scored with exactly the weights owned by tasks 1..k, so its scores never change later.
-- Item embeddings are trained on T1 only and then frozen (paper). Conv biases are not
-  pruned (the code never masks them); to keep old tasks exact they belong to T1 and are
-  frozen afterwards, as PackNet does. Layer norms are per task, as in the code
-  (`<taskID>_layer_norm1/2`), new ones initialised to gamma 1, beta 0. Each task has its
-  own output layer.
+  Each task has its own output layer.
 - Conure- (the paper's ablation without pruning the current task) is the score right after
   a task was trained on all free weights, before its pruning; it is reported as the
   `Conure-` row. For T1 it is the unpruned T1 model.
@@ -25,6 +31,24 @@ task starts from them, as in the released code where masks multiply the weights.
 Frozen weights are kept exact twice over: their gradients are zeroed before the optimizer
 step (so Adam's moments stay zero) and they are re-assigned from a snapshot after it
 (so weight decay, if configured, cannot move them either).
+
+Variants (rows `Conure+<name>`, composable, e.g. `Conure+postln+bias+tasknorms`, which was
+this module's default before issue 11 apart from T1's retrain also moving the embeddings
+and norms):
+- `postln`: the run's post-LN NextItNet block; with `bias` too it starts from the very T1
+  model the baselines share.
+- `bias`: conv biases trained on T1, frozen afterwards (not pruned, as PackNet).
+- `tasknorms`: a fresh trainable pair of layer norms per task (gamma 1, beta 0), frozen after
+  its task.
+
+Deviations that remain:
+- losses: full-softmax cross-entropy for every task with the harness's tied T1 head; the
+  code uses a sampled softmax on T1 with an untied softmax, BPR with a popularity negative
+  plus L2 on T2/T3 and BCE with one negative on T4.. (conure_tp_t2.py ...). With the tied
+  head the T1 retrain cannot move the softmax without the embeddings, so it moves neither
+  (only the head's bias).
+- schedule: the run's lr, batch size and epochs (code: lr 1e-4, batch 512 and fixed
+  iteration counts for T2.., conure_tp_t2.py); LayerNorm eps 1e-5 (ops.py: 1e-8).
 """
 
 from __future__ import annotations

@@ -13,23 +13,31 @@ Equations used (t = the task being learnt, l = a gated layer, s = the scaling fa
   (eq. 6, thres_cosh) and clamping e to [-thres_emb, thres_emb] after every step.
 - sparsity regulariser: L + c * sum a_t(1 - a^{<t}) / sum(1 - a^{<t}) (eq. 7).
 
-Deviations, all needed for the guarantee that earlier tasks do not change:
-- LayerNorm mixes all channels, so a unit's normalised value would move when weights of
-  units unused by the task move. The conv output is therefore gated before the LayerNorm
-  as well as after the ReLU (conv -> gate -> LayerNorm -> ReLU -> gate): a task's
-  LayerNorm statistics then see only its own units (zeros elsewhere).
-- The harness trains with Adam, which normalises per coordinate and would undo a scaled
-  gradient; besides scaling the gradient, the *update* of every weight is scaled by the
-  same factor (p <- p_old + (1 - min(...)) (p_new - p_old)), which is what eq. 5 does
-  under SGD.
-- `binarize` (default True): the mask kept for a finished task (used for its scores and
-  in a^{<t}) is 1[e_t > 0], the s -> infinity limit of sigmoid(s e_t). With the paper's
-  sigmoid(smax e) (binarize=False) a few units stay fractional, so earlier tasks are only
-  approximately protected. Validation during training uses the same kept mask.
-- The item embedding (input of every layer and the T1 softmax) is shared and not gated:
+As the reference (joansj/hat src/approaches/hat.py): the mask kept for a finished task
+(its scores, and a^{<t}) is sigmoid(smax e_t) (`mask=self.model.mask(task, s=self.smax)`),
+and only the unit outputs are gated (here: after each conv's ReLU). Neither makes earlier
+tasks exact on NextItNet: a LayerNorm mixes all channels of a conv, so its statistics move
+when units another task owns move, and a few kept units stay fractional (measured on tiny
+data: earlier scores move by < 5 % of their scale; tests/test_methods_b.py).
+
+Variants (rows `HAT+<name>`; `HAT+binary+lngate` makes earlier tasks bit-identical and was
+this module's default before issue 11):
+- `binary`: the kept mask is 1[e_t > 0], the s -> infinity limit of sigmoid(s e_t).
+- `lngate`: the conv output is gated before the LayerNorm as well (conv -> gate ->
+  LayerNorm -> ReLU -> gate), so a task's LayerNorm statistics see only its own units.
+
+Deviations that remain:
+- optimiser: the harness's Adam and model selection on the validation metric; the
+  reference uses SGD lr 0.05 divided by 3 on plateaus (patience 5, down to 1e-4), 100
+  epochs, selection on validation loss. Adam normalises per coordinate and would undo a
+  scaled gradient, so besides scaling the gradient the *update* of every weight is scaled
+  by the same factor (p <- p_old + (1 - min(...)) (p_new - p_old)), which is what eq. 5
+  does under SGD.
+- the item embedding (input of every layer and the T1 softmax) is shared and not gated:
   it is frozen after the first task, as is the first task's head.
-- The first task starts from the shared T1-trained NextItNet (context.pretrained) and is
-  then trained with its gates and the regulariser, like every later task.
+- the first task starts from the shared T1-trained NextItNet (context.pretrained) and is
+  then trained with its gates and the regulariser, like every later task (TERACON's HAT
+  baseline code is not released).
 """
 
 from __future__ import annotations

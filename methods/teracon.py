@@ -20,27 +20,34 @@ Equations used (following the paper and the authors' code, Sein-Kim/TERACON):
 Every parameter (item embedding, convolutions, LayerNorms, all task embeddings, MLPs and
 heads) stays trainable through the whole sequence; one backbone (#B = 1).
 
+- task 1 (train_task1.py): a fresh NextItNet trained once with its own mask (plain
+  sigmoid(s e_1)), the run's first-task schedule; no retention.
+- sampled rows per old task: int(r_i * batch), as train_teracon.py (~L175); no floor on r_i.
 - learning rate: the released script (ttl_train.sh) trains task 2 at 1e-3 and tasks 3..6
   at 1e-4; `later_lr_scale` (0.1) and `later_lr_from` (3) reproduce that relative to the
-  run's lr.
-- alpha: 0.7 is the code's default, kept here. It weights an MSE on logits, so its right
-  value depends on the data and heads: datasets may set their own (`method_defaults` of the
-  adapter, recorded in config.json). The embedded synthetic data uses alpha = 5 and one lr for
-  all tasks, chosen on its validation split (numbers in datasets/synthetic.py); TTL keeps the
-  released values. `bench tune` searches alpha, smax and later_lr_scale.
+  run's lr. alpha = 0.7 (train_teracon.py default). No dataset sets other values.
+  `bench tune` searches alpha, smax and later_lr_scale.
 
-Deviations:
+Variants (rows `TERACON+<name>`, not in the paper or code):
+- `floor` (min_ratio 0.25): r_i floored. The masks of related tasks are nearly parallel
+  (cos ~ 1, so r_i ~ 0.0025): on the authors' data (1024-row batches) that leaves ~2 rows
+  per batch, on 128-row batches int() leaves none and retention is off. Audit (synthetic
+  default, 3 seeds, H200): with the floor T1 0.716, Avg 0.436, BWT -0.002; without it
+  T1 0.344, Avg 0.369, BWT -0.076 (issue 11's audit of methods/ against the code).
+- `ceil` (rows "ceil"): ceil(r_i * batch), at least one row per old task and batch.
+- `sharedt1` (shared_first_task): task 1 starts from the run's shared T1 model (trained
+  unmasked, as the baselines') and is then trained again with its mask.
+
+Deviations that remain:
 - task heads are the harness's (tied item softmax for next-item tasks, a linear softmax
-  otherwise); next-item tasks take pseudo-labels at the last position of the sequence
-  without its final item, as the code does for task 1.
-- the first task starts from the shared T1-trained NextItNet (context.pretrained) and is
-  then trained with its mask, as the code trains task 1 with masks.
-- sampled rows per old task are ceil(r_i * batch) (code: int), and r_i is floored at
-  `min_ratio` (default 0.25; 0 = the code). The masks of related tasks are nearly parallel
-  (cos ~ 1, so r_i ~ 0.0025): on the authors' data (1024-row batches, ~1M users) that still
-  leaves thousands of retention rows per epoch, on a dataset of a few thousand users it
-  leaves one or none, and retention silently switches off (measured on the synthetic data:
-  BWT -0.16 with the code's ratio, -0.06 with the floor, -0.28 with alpha = 0).
+  otherwise; the code: a separate Linear, N(0, 0.01) weights, bias 0.1, generator_hat_other.py);
+  next-item tasks take pseudo-labels at the last position of the sequence without its final
+  item, as the code does for task 1.
+- T1's loss ignores padding targets (train_task1.py trains on them); model selection on the
+  harness's primary metric (MRR@5 / accuracy) where the code selects on hit@1.
+- batch size, epochs and patience are the run's (`train.*`, `train.first_task.*`); the
+  released values are T1 batch 32, 10 epochs (train_task1.py) and later tasks batch 1024,
+  100 epochs, patience 5 (ttl_train.sh, train_teracon.py).
 """
 
 from __future__ import annotations
