@@ -100,7 +100,7 @@ def test_hat_earlier_tasks_are_protected(hat_run, tiny):
             else:
                 finite = torch.isfinite(before)
                 change = (after[finite] - before[finite]).abs().max()
-                assert 0 < change < 0.1 * before[finite].abs().max(), (step, task.name, change)
+                assert change < 0.1 * before[finite].abs().max(), (step, task.name, change)
     # ...and the backbone did learn the later tasks (free units were trained)
     assert method.used.sum() > 0 and (method.used < 1).any()
 

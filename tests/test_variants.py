@@ -94,3 +94,16 @@ def test_bad_variant_is_a_one_line_error(capsys, tmp_path):
     code = main(["run", "--methods", "TERACON+flor", "--results", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: unknown variant 'flor'")
+
+
+def test_gated_methods_refuse_the_pre_ln_block():
+    """HAT/TERACON gate each conv's units after its ReLU; in a pre-LN block the ReLU comes
+    before the conv, so the gates would mask the wrong units."""
+    from bench.config import BackboneConfig
+    from bench.engine.backbone import NextItNet
+    from bench.methods._gates import install_gates
+
+    encoder = NextItNet(10, BackboneConfig(embedding_dim=8, block="pre_ln"))
+    with pytest.raises(BenchError, match="backbone.block=post_ln"):
+        install_gates(encoder, gate_conv_outputs=False)
+    assert len(install_gates(NextItNet(10, BackboneConfig(embedding_dim=8)), gate_conv_outputs=False)) == 4
