@@ -28,6 +28,11 @@ class BackboneConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 4], metadata={"min": 1, "min_len": 1})
     kernel_size: int = field(default=3, metadata={"min": 1})
     dropout: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    # Residual block order: "post_ln" = conv -> LN -> ReLU (twice) + x, NextItNet as in the
+    # TERACON/Tenrec code; "pre_ln" = LN -> ReLU -> conv (twice) + x, the block Conure's code
+    # executes (ops.py nextitnet_residual_block_withmask_pre_beforeln).
+    block: Literal["post_ln", "pre_ln"] = "post_ln"
+    conv_bias: bool = True  # False: conv biases fixed at 0 (Conure's code never trains them)
 
 
 @dataclass
@@ -281,6 +286,7 @@ def build_run_config(data: dict[str, Any]) -> RunConfig:
     config.method_train = _by_method_name(config.method_train, "method_train")
     for method, options in config.method_options.items():
         from_dict(METHODS.get(method).Options, options, f"config.method_options.{method}")
+    _record_variant_options(config)
     for method, overrides in config.method_train.items():
         from_dict(TrainConfig, overrides, f"config.method_train.{method}")
     return config
@@ -323,6 +329,20 @@ def _by_method_name(settings: dict[str, Any], where: str) -> dict[str, Any]:
         except BenchError as error:
             raise BenchError(f"config.{where}: {error}") from None
     return named
+
+
+def _record_variant_options(config: RunConfig) -> None:
+    """Write each variant row's option overrides (`TERACON+floor` -> min_ratio 0.25) under its
+    row name in method_options, so config.json says what the row ran with."""
+    from bench.registry import METHODS
+
+    for name in config.methods:
+        if name.lower() == "all":
+            continue
+        row = METHODS.canonical(name)
+        overrides = METHODS.options(row, {})
+        if overrides:
+            config.method_options[row] = {**overrides, **config.method_options.get(row, {})}
 
 
 def apply_preset_and_dataset_defaults(data: dict[str, Any]) -> dict[str, Any]:

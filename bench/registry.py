@@ -9,6 +9,11 @@ the CLI never need an if/else chain over names. Three kinds of plugin register:
 * installed distributions that declare an entry point in the group `bench.methods` or
   `bench.datasets` (the convention pytest plugins use), imported on first use;
 * files given as `--plugin path/to/file.py` (see `load_file`).
+
+A method row may name *variants* of a method: `TERACON+floor` is TERACON with the option
+overrides its class declares as `variants = {"floor": {"min_ratio": 0.25}}`. Variants keep
+what the harness adds to a paper's algorithm visible as rows of their own, never the
+default; several compose (`HAT+binary+lngate`) and are spelled in declaration order.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ class Registry(Generic[T]):
     def canonical(self, name: str) -> str:
         load_plugins()
         entry = self._entries.get(name.lower())
-        return entry.name if isinstance(entry, Lazy) else self.get(name).registered_name  # type: ignore[attr-defined]
+        return entry.name if isinstance(entry, Lazy) else Registry.get(self, name).registered_name  # type: ignore[attr-defined]
 
     def names(self) -> list[str]:
         load_plugins()
@@ -86,7 +91,7 @@ class Registry(Generic[T]):
         entry = self._entries.get(name.lower())
         if isinstance(entry, Lazy):
             return entry.attributes.get(attribute, default)
-        entry = self.get(name)
+        entry = Registry.get(self, name)
         if attribute == "__doc__":
             return sys.modules[entry.__module__].__doc__ or default  # type: ignore[attr-defined]
         return getattr(entry, attribute, default)
@@ -135,7 +140,68 @@ def _literal_attributes(node: ast.ClassDef) -> dict[str, Any]:
     return attributes
 
 
-METHODS: Registry = Registry("method")
+VARIANT_SEPARATOR = "+"
+
+
+class MethodRegistry(Registry):
+    """Methods, addressed by row names: a registered name plus optional `+variant` suffixes."""
+
+    def split(self, name: str) -> tuple[str, list[str]]:
+        """The registered name and the variants' names as declared (canonical case and order),
+        read without importing a built-in method."""
+        base, *parts = name.split(VARIANT_SEPARATOR)
+        base = super().canonical(base.strip())  # read from source: no import for a built-in
+        declared = self.describe(base, "variants", {})
+        by_key = {key.lower(): key for key in declared}
+        chosen = []
+        for part in parts:
+            key = by_key.get(part.strip().lower())
+            if key is None:
+                listed = ", ".join(f"{base}+{k}" for k in declared) or "none"
+                raise BenchError(f"unknown variant '{part}' of method {base}; variants: {listed}")
+            if key in chosen:
+                raise BenchError(f"method '{name}': variant '{key}' named twice")
+            chosen.append(key)
+        return base, sorted(chosen, key=list(declared).index)
+
+    def get(self, name: str) -> T:
+        """The method class (a variant row builds the same class with other options)."""
+        return super().get(self.split(name)[0])
+
+    def canonical(self, name: str) -> str:
+        base, variants = self.split(name)
+        return VARIANT_SEPARATOR.join([base, *variants])
+
+    def base_name(self, name: str) -> str:
+        return self.split(name)[0]
+
+    def variant_names(self, base: str) -> list[str]:
+        base = self.base_name(base)
+        return [f"{base}{VARIANT_SEPARATOR}{key}" for key in self.describe(base, "variants", {})]
+
+    def options(self, name: str, configured: dict[str, dict], variants: bool = True) -> dict:
+        """A row's settings from `configured` (method_options or method_train, keyed by row
+        name): the base method's, then the variants' overrides (`variants=True`, for method
+        options), then this exact row's; later ones win."""
+        base, chosen = self.split(name)
+        declared = self.describe(base, "variants", {})
+        merged = dict(configured.get(base) or {})
+        for key in chosen if variants else []:
+            merged.update(declared[key])
+        row = self.canonical(name)
+        if row != base:
+            merged.update(configured.get(row) or {})
+        return merged
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.split(name)
+        except BenchError:
+            return False
+        return True
+
+
+METHODS: MethodRegistry = MethodRegistry("method")
 DATASETS: Registry = Registry("dataset")
 _loaded = False
 
@@ -185,10 +251,17 @@ PAPER_ORDER = ["DNN", "SinMo", "SinMoAll", "FineSmax", "FineAll", "PeterRec", "M
 
 
 def resolve_methods(names: list[str]) -> list[str]:
-    """Canonical names, 'all' expanded to every registered method in the papers' order."""
+    """Canonical row names, 'all' expanded to every registered method (no variants), in the
+    papers' order with each method's variants right after it."""
     resolved: list[str] = []
     for name in names:
         expanded = METHODS.names() if name.lower() == "all" else [METHODS.canonical(name)]
         resolved += [n for n in expanded if n not in resolved]
+    bases = list(dict.fromkeys(METHODS.base_name(row) for row in resolved))
     rank = {name: index for index, name in enumerate(PAPER_ORDER)}
-    return sorted(resolved, key=lambda n: rank.get(n, len(rank)))
+
+    def key(row: str) -> tuple[int, bool]:
+        base = METHODS.base_name(row)
+        return rank.get(base, len(rank) + bases.index(base)), row != base
+
+    return sorted(resolved, key=key)

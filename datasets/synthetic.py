@@ -139,14 +139,6 @@ def generate(options: SyntheticOptions) -> Dataset:
 class Synthetic(DatasetAdapter):
     Options = SyntheticOptions
     summary = "embedded TTL-shaped data with planted user preferences (no download)"
-    # TERACON's released settings belong to TTL (1M users, 100 epochs): its knowledge-retention
-    # weight multiplies an MSE on logits, whose scale depends on the data and the heads, and
-    # ttl_train.sh drops the lr 10x from task 3. On this data (2,000 users, 10 epochs) the
-    # drop leaves T3..T6 undertrained (test T3 MRR@5 0.156 -> 0.238 without it) and alpha = 0.7
-    # lets T1 fall from 0.74 to 0.40. Validation Avg (seeds 0,1; `--set eval_split=valid`):
-    # alpha 0.7: 0.382, 2: 0.425, 5: 0.426, 10: 0.429; 5 sits mid-plateau and matches the
-    # committed Optuna study (results/tuning/synthetic-TERACON.db, alpha ~ 4).
-    method_defaults = {"TERACON": {"alpha": 5.0, "later_lr_scale": 1.0}}
 
     @classmethod
     def load(cls, options: SyntheticOptions, data_dir: Path | None) -> Dataset:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bench.engine.backbone import NextItNet
+from bench.errors import BenchError
 
 
 class UnitGate(nn.Module):
@@ -35,10 +36,13 @@ def install_gates(encoder: NextItNet, gate_conv_outputs: bool) -> list[list[Unit
     """Gate every residual block's two unit layers; returns, per gated layer, its gates.
 
     Layer 2b gates block b's conv1 units, layer 2b+1 its conv2 units. The activation is
-    always gated (as in TERACON's code). With `gate_conv_outputs` the convolution output
-    is gated too, before the LayerNorm, so that the LayerNorm statistics of a task only
-    see that task's units (HAT needs this for exact protection; see methods/hat.py).
+    always gated (as in TERACON's and HAT's code). With `gate_conv_outputs` the convolution
+    output is gated too, before the LayerNorm, so that the LayerNorm statistics of a task
+    only see that task's units (variant HAT+lngate, for exact protection; see methods/hat.py).
     """
+    if any(block.pre_ln for block in encoder.blocks):
+        raise BenchError("gated methods (HAT, TERACON) gate the conv units after their ReLU: "
+                         "they need backbone.block=post_ln")
     layers = []
     for block in encoder.blocks:
         for conv, act in (("conv1", "act1"), ("conv2", "act2")):

@@ -48,6 +48,9 @@ class ContinualMethod(nn.Module):
 
     Options: ClassVar[type] = NoOptions
     paper: ClassVar[str] = ""
+    #: named option overrides for what the harness adds to the paper, run as rows
+    #: "<Method>+<variant>" (bench/registry.py); never the default
+    variants: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, context: MethodContext, options: Any = None):
         super().__init__()

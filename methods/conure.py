@@ -2,20 +2,26 @@
 
 What the paper (and its released code, `fajieyuan/SIGIR2021_Conure`) specifies, and what
 this module does:
-- T1: train NextItNet on T1 (here: the run's shared T1 model), then prune the
-  lowest-magnitude fraction `prune_ratio` (0.7, the code's `maskp_task*`) of the weights of
-  every dilated convolution, separately per convolution, and retrain the kept ones.
+- Block: the one the code executes, pre-LN: LN -> ReLU -> conv, LN -> ReLU -> conv(2x
+  dilation), plus x (ops.py nextitnet_residual_block_withmask_pre_beforeln / _fine_beforeln);
+  conv biases fixed at 0, never trained (ops.py conv1d_pre/conv1d_fine: trainable=False).
+  Conure builds this NextItNet itself (`block`, `conv_bias`); the run's T1 model of the other
+  methods is the post-LN NextItNet of TERACON/Tenrec.
+- T1: train that NextItNet on T1 (conure_tp_t1.py; trained once per run and backbone through
+  context.pretrained), then prune the lowest-magnitude fraction `prune_ratio` (0.7, the
+  code's `maskp_task*`) of the weights of every dilated convolution, separately per
+  convolution, and retrain the kept ones with the head (conure_ret_t1.py var_list=[weight,
+  softmax]: embeddings and layer norms are left as T1 trained them).
 - Task k > 1: the pruned (free) weights are trained for task k while the weights owned by
   tasks 1..k-1 stay frozen but are still used in the forward pass; then `prune_ratio` of
-  the weights task k claimed are released again, and the kept ones are retrained.
+  the weights task k claimed are released again, and the kept ones are retrained
+  (conure_tp_t*.py / conure_ret_t*.py var_list=[softmax, weight]).
+- Layer norms: T1's serve every task and are frozen after T1 (the blocks use
+  `<taskID_1st>_layer_norm1/2` for every task). Item embeddings are trained on T1 only.
 - Ownership is one small integer per convolution weight (0 = free, k = owned by the task
   learnt k-th): the per-task binary masks of the paper, stored as one tensor. Task k is
   scored with exactly the weights owned by tasks 1..k, so its scores never change later.
-- Item embeddings are trained on T1 only and then frozen (paper). Conv biases are not
-  pruned (the code never masks them); to keep old tasks exact they belong to T1 and are
-  frozen afterwards, as PackNet does. Layer norms are per task, as in the code
-  (`<taskID>_layer_norm1/2`), new ones initialised to gamma 1, beta 0. Each task has its
-  own output layer.
+  Each task has its own output layer.
 - Conure- (the paper's ablation without pruning the current task) is the score right after
   a task was trained on all free weights, before its pruning; it is reported as the
   `Conure-` row. For T1 it is the unpruned T1 model.
@@ -25,12 +31,31 @@ task starts from them, as in the released code where masks multiply the weights.
 Frozen weights are kept exact twice over: their gradients are zeroed before the optimizer
 step (so Adam's moments stay zero) and they are re-assigned from a snapshot after it
 (so weight decay, if configured, cannot move them either).
+
+Variants (rows `Conure+<name>`, composable, e.g. `Conure+postln+bias+tasknorms`, which was
+this module's default before issue 11 apart from T1's retrain also moving the embeddings
+and norms):
+- `postln`: the run's post-LN NextItNet block; with `bias` too it starts from the very T1
+  model the baselines share.
+- `bias`: conv biases trained on T1, frozen afterwards (not pruned, as PackNet).
+- `tasknorms`: a fresh trainable pair of layer norms per task (gamma 1, beta 0), frozen after
+  its task.
+
+Deviations that remain:
+- losses: full-softmax cross-entropy for every task with the harness's tied T1 head; the
+  code uses a sampled softmax on T1 with an untied softmax, BPR with a popularity negative
+  plus L2 on T2/T3 and BCE with one negative on T4.. (conure_tp_t2.py ...). With the tied
+  head the T1 retrain cannot move the softmax without the embeddings, so it moves neither
+  (only the head's bias).
+- schedule: the run's lr, batch size and epochs (code: lr 1e-4, batch 512 and fixed
+  iteration counts for T2.., conure_tp_t2.py); LayerNorm eps 1e-5 (ops.py: 1e-8).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -52,6 +77,11 @@ class ConureOptions:
     prune_ratio: float = field(default=0.7, metadata={"min": 0, "max": 1})  # fraction of a task's weights released after training it (code: maskp_task*)
     prune_ratios: list[float] = field(default_factory=list, metadata={"min": 0, "max": 1})  # per task position, overrides prune_ratio
     retrain_epochs: int = field(default=0, metadata={"min": 0})  # epochs of retraining after pruning; 0 = the run's train.epochs
+    # The block Conure's code executes: LN -> ReLU -> conv, twice, plus x (ops.py
+    # nextitnet_residual_block_withmask_pre_beforeln); "post_ln" = the run's NextItNet block.
+    block: Literal["pre_ln", "post_ln"] = "pre_ln"
+    conv_bias: bool = False  # code: conv biases fixed at 0 (ops.py conv1d_pre: trainable=False)
+    task_norms: bool = False  # code: T1's norms serve every task (False); True: fresh norms per task
 
     def ratio_for(self, position: int) -> float:
         """Prune ratio of the task learnt `position`-th (1-based)."""
@@ -64,20 +94,22 @@ class ConureOptions:
                 raise BenchError(f"Conure: prune ratios must lie in [0, 1], got {ratio}")
         if self.retrain_epochs < 0:
             raise BenchError("Conure: retrain_epochs must be >= 0")
+        if self.block not in ("pre_ln", "post_ln"):
+            raise BenchError(f"Conure: block must be 'pre_ln' or 'post_ln', got {self.block!r}")
 
 
 class OwnedCausalConv1d(CausalConv1d, TaskSwitched):
     """A dilated convolution whose weights are owned by tasks; task k sees owners 1..k."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int):
-        super().__init__(channels, kernel_size, dilation)
+    def __init__(self, channels: int, kernel_size: int, dilation: int, bias: bool = True):
+        super().__init__(channels, kernel_size, dilation, bias)
         self.register_buffer("owner", torch.ones_like(self.weight, dtype=torch.uint8))
         self.active_position = 0
 
     @classmethod
     def from_conv(cls, conv: CausalConv1d) -> "OwnedCausalConv1d":
         """The same convolution, every weight owned by the first task."""
-        owned = cls(conv.in_channels, conv.kernel_size[0], conv.dilation[0])
+        owned = cls(conv.in_channels, conv.kernel_size[0], conv.dilation[0], conv.bias is not None)
         owned.load_state_dict(conv.state_dict(), strict=False)
         return owned.to(conv.weight.device)
 
@@ -135,6 +167,12 @@ class Conure(TaskSwitchedMethod):
     Options = ConureOptions
     paper = "Conure (Yuan et al., SIGIR 2021)"
 
+    variants = {
+        "postln": {"block": "post_ln"},  # the run's post-LN NextItNet block
+        "bias": {"conv_bias": True},  # conv biases trained on T1, frozen afterwards
+        "tasknorms": {"task_norms": True},  # fresh trainable layer norms per task
+    }
+
     @classmethod
     def search_space(cls, trial):
         return {**super().search_space(trial),
@@ -149,17 +187,22 @@ class Conure(TaskSwitchedMethod):
         return [layer for layer in self.encoder.modules() if isinstance(layer, OwnedCausalConv1d)]
 
     def _adopt_first_model(self, task, context) -> nn.Module:
-        """The shared T1 model with ownership-masked convs (all owned by T1) and per-task norms."""
-        encoder, head = context.pretrained(task)
+        """A T1 NextItNet with Conure's block (trained once per run and backbone), its convs
+        ownership-masked (all owned by T1); per-task norms only with `task_norms`."""
+        backbone = dataclasses.replace(context.backbone, block=self.options.block,
+                                       conv_bias=self.options.conv_bias)
+        encoder, head = context.pretrained(task, backbone)
+        encoder.requires_grad_(False)  # each phase turns on what it trains (_task_parameters)
         for block in encoder.blocks:
             block.conv1 = OwnedCausalConv1d.from_conv(block.conv1)
             block.conv2 = OwnedCausalConv1d.from_conv(block.conv2)
-        make_norms_task_specific(encoder, module_key(task))
+        if self.options.task_norms:
+            make_norms_task_specific(encoder, module_key(task))
         self.encoder = encoder
         return head
 
     def _add_task(self, task, position: int, context) -> nn.Module:
-        """Free weights go to the new task, which also gets fresh layer norms and a head."""
+        """Free weights go to the new task, which also gets a head (and fresh norms with `task_norms`)."""
         if position > MAX_TASKS:
             raise BenchError(f"Conure: at most {MAX_TASKS} tasks (ownership is stored as uint8)")
         for conv in self.owned_convs():
@@ -169,28 +212,30 @@ class Conure(TaskSwitchedMethod):
         return make_head(task, self.encoder).to(context.device)
 
     def _task_parameters(self, task, head: nn.Module, position: int) -> list[nn.Parameter]:
-        """What task `position` trains: its conv weights (masked by the guard), norms and head;
-        T1 also trains the item embeddings and conv biases, which are frozen afterwards."""
+        """What task `position` trains after T1's pretraining: its conv weights (masked by the
+        guard) and head, as the code's var_list=[weight, softmax]; its own norms with
+        `task_norms`; T1's conv biases with `conv_bias`. The item embedding never (the tied
+        next-item heads share it)."""
         key = module_key(task)
         params = [conv.weight for conv in self.owned_convs()]
         params += [p for norm in task_norms(self.encoder) for p in norm.norms[key].parameters()]
-        params += list(head.parameters())  # a later next-item head ties the frozen embeddings
-        embedding = self.encoder.embedding.weight
+        params += list(head.parameters())
         if position == 1:
-            params += [embedding] + [conv.bias for conv in self.owned_convs()]
-        else:
-            params = [p for p in params if p is not embedding]
-        return list({id(p): p for p in params}.values())
+            params += [conv.bias for conv in self.owned_convs() if conv.bias is not None]
+        embedding = self.encoder.embedding.weight
+        return list({id(p): p for p in params if p is not embedding}.values())
 
     def _freeze_after_task(self) -> None:
         """A learnt task's norms and head never move again; nor do T1's embeddings and biases."""
         self.encoder.embedding.requires_grad_(False)
         for conv in self.owned_convs():
-            conv.bias.requires_grad_(False)
+            if conv.bias is not None:
+                conv.bias.requires_grad_(False)
         for head in self.heads.values():
             head.requires_grad_(False)
-        for norm in task_norms(self.encoder):
-            norm.requires_grad_(False)
+        for module in self.encoder.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.requires_grad_(False)
 
     # --- training phases ---------------------------------------------------------------------
     def _train(self, task, head, position: int, context, phase: str, epochs: int | None = None) -> None:

@@ -14,10 +14,15 @@ What the paper specifies, and what this module does:
 - Old tasks are scored with their own patches, norms and head, over the untouched
   backbone, so their scores never change: #B = 1 and each task adds a few % parameters.
 
-Deviations: the released TensorFlow code uses GELU and, for the parallel variant, adds the
-patch's own identity skip as well (conv(x) + x + patch(x)); we follow the paper's figure
-(ReLU; parallel branch adds only the patch's residual function, so the block is exactly
-the T1 block when the patch outputs zero).
+Deviations from the released code (`fajieyuan/SIGIR2020_peterrec`):
+- the patch uses ReLU where ops.py (get_mp) uses GELU, and for the parallel variant the
+  code adds the patch's own identity skip as well (conv(x) + x + patch(x), ops.py
+  peter_2mp_parallel); we follow the paper's figure (parallel branch adds only the patch's
+  residual function, so the block is exactly the T1 block when the patch outputs zero).
+- both layer norms of every block are fine-tuned per task; PeterRec_cau_parallel.py trains
+  only `layer_norm2` (var_list=[softmax, mp, layer_norm2]).
+- loss and evaluation are the harness's (full softmax, ranking over every item); the code
+  trains with one sampled negative and evaluates against sampled negatives.
 """
 
 from __future__ import annotations

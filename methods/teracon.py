@@ -20,27 +20,34 @@ Equations used (following the paper and the authors' code, Sein-Kim/TERACON):
 Every parameter (item embedding, convolutions, LayerNorms, all task embeddings, MLPs and
 heads) stays trainable through the whole sequence; one backbone (#B = 1).
 
+- task 1 (train_task1.py): a fresh NextItNet trained once with its own mask (plain
+  sigmoid(s e_1)), the run's first-task schedule; no retention.
+- sampled rows per old task: int(r_i * batch), as train_teracon.py (~L175); no floor on r_i.
 - learning rate: the released script (ttl_train.sh) trains task 2 at 1e-3 and tasks 3..6
   at 1e-4; `later_lr_scale` (0.1) and `later_lr_from` (3) reproduce that relative to the
-  run's lr.
-- alpha: 0.7 is the code's default, kept here. It weights an MSE on logits, so its right
-  value depends on the data and heads: datasets may set their own (`method_defaults` of the
-  adapter, recorded in config.json). The embedded synthetic data uses alpha = 5 and one lr for
-  all tasks, chosen on its validation split (numbers in datasets/synthetic.py); TTL keeps the
-  released values. `bench tune` searches alpha, smax and later_lr_scale.
+  run's lr. alpha = 0.7 (train_teracon.py default). No dataset sets other values.
+  `bench tune` searches alpha, smax and later_lr_scale.
 
-Deviations:
+Variants (rows `TERACON+<name>`, not in the paper or code):
+- `floor` (min_ratio 0.25): r_i floored. The masks of related tasks are nearly parallel
+  (cos ~ 1, so r_i ~ 0.0025): on the authors' data (1024-row batches) that leaves ~2 rows
+  per batch, on 128-row batches int() leaves none and retention is off. Audit (synthetic
+  default, 3 seeds, H200): with the floor T1 0.716, Avg 0.436, BWT -0.002; without it
+  T1 0.344, Avg 0.369, BWT -0.076 (issue 11's audit of methods/ against the code).
+- `ceil` (rows "ceil"): ceil(r_i * batch), at least one row per old task and batch.
+- `sharedt1` (shared_first_task): task 1 starts from the run's shared T1 model (trained
+  unmasked, as the baselines') and is then trained again with its mask.
+
+Deviations that remain:
 - task heads are the harness's (tied item softmax for next-item tasks, a linear softmax
-  otherwise); next-item tasks take pseudo-labels at the last position of the sequence
-  without its final item, as the code does for task 1.
-- the first task starts from the shared T1-trained NextItNet (context.pretrained) and is
-  then trained with its mask, as the code trains task 1 with masks.
-- sampled rows per old task are ceil(r_i * batch) (code: int), and r_i is floored at
-  `min_ratio` (default 0.25; 0 = the code). The masks of related tasks are nearly parallel
-  (cos ~ 1, so r_i ~ 0.0025): on the authors' data (1024-row batches, ~1M users) that still
-  leaves thousands of retention rows per epoch, on a dataset of a few thousand users it
-  leaves one or none, and retention silently switches off (measured on the synthetic data:
-  BWT -0.16 with the code's ratio, -0.06 with the floor, -0.28 with alpha = 0).
+  otherwise; the code: a separate Linear, N(0, 0.01) weights, bias 0.1, generator_hat_other.py);
+  next-item tasks take pseudo-labels at the last position of the sequence without its final
+  item, as the code does for task 1.
+- T1's loss ignores padding targets (train_task1.py trains on them); model selection on the
+  harness's primary metric (MRR@5 / accuracy) where the code selects on hit@1.
+- batch size, epochs and patience are the run's (`train.*`, `train.first_task.*`); the
+  released values are T1 batch 32, 10 epochs (train_task1.py) and later tasks batch 1024,
+  100 epochs, patience 5 (ttl_train.sh, train_teracon.py).
 """
 
 from __future__ import annotations
@@ -49,13 +56,15 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.engine.backbone import make_head
+from bench.engine.backbone import NextItNet, make_head
 from bench.engine.objectives import evaluation_scores, training_loss
+from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.engine.tasks import Task, TaskKind
 from bench.engine.training import TrainHooks
@@ -72,7 +81,9 @@ class TERACONOptions:
     init_high: float = 2.0
     initial_ratio: float = field(default=0.9, metadata={"min": 0, "max": 1})  # r_i before the first mask-similarity update
     similarity_scale: float = field(default=6.0, metadata={"gt": 0})  # r_i = 1 - mean sigmoid(scale * cos)
-    min_ratio: float = field(default=0.25, metadata={"min": 0, "max": 1})  # floor on r_i (not in the paper; see module docstring)
+    min_ratio: float = field(default=0.0, metadata={"min": 0, "max": 1})  # floor on r_i; 0 = the code (variant TERACON+floor: 0.25)
+    rows: Literal["int", "ceil"] = "int"  # rows per old task: int(r_i * batch) as the code, or ceil
+    shared_first_task: bool = False  # True: T1 starts from the run's shared (unmasked) T1 model
     # The released script (ttl_train.sh) trains task 2 at lr 1e-3 and tasks 3..6 at 1e-4:
     # later tasks take the run's lr times `later_lr_scale` from task `later_lr_from` on.
     later_lr_scale: float = field(default=0.1, metadata={"gt": 0})
@@ -183,6 +194,11 @@ def retention_loss(student: TeraconNet, teacher: TeraconNet, inputs: torch.Tenso
 class TERACON(ContinualMethod):
     paper = "Kim et al., KDD 2023"
     Options = TERACONOptions
+    variants = {
+        "floor": {"min_ratio": 0.25},  # keeps retention on for near-parallel masks on small data
+        "ceil": {"rows": "ceil"},  # at least one retention row per old task and batch
+        "sharedt1": {"shared_first_task": True},  # T1 from the shared unmasked model, then masked
+    }
 
     @classmethod
     def search_space(cls, trial):
@@ -194,12 +210,14 @@ class TERACON(ContinualMethod):
     def __init__(self, context, options=None):
         super().__init__(context, options)
         check_finite(self.options.smax, "smax")
+        if self.options.rows not in ("int", "ceil"):
+            raise BenchError(f"TERACON: rows must be 'int' or 'ceil', got {self.options.rows!r}")
         self.net: TeraconNet | None = None
 
     def learn(self, tasks, context) -> None:
         for task in tasks:
             if self.net is None:
-                encoder, head = context.pretrained(task)
+                encoder, head = self._first_model(task, context)
                 install_gates(encoder, gate_conv_outputs=False)
                 self.net = TeraconNet(encoder, head, task, self.options).to(context.device)
                 teacher = None
@@ -209,11 +227,19 @@ class TERACON(ContinualMethod):
             self.record(self._fit(task, teacher, context))
             self.learned.append(task.name)
 
+    def _first_model(self, task, context):
+        """A fresh NextItNet that T1 trains once with its mask (train_task1.py), or the run's
+        shared T1 model (`shared_first_task`), which T1 then trains again with its mask."""
+        if self.options.shared_first_task:
+            return context.pretrained(task)
+        encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+        return encoder, make_head(task, encoder).to(context.device)
+
     def _fit(self, task, teacher, context):
         net, options = self.net, self.options
         annealing = Annealing(options.smax)
         k = net.index(task.name)
-        state = RetentionState(options.initial_ratio, 0 if teacher is None else len(teacher.tasks))
+        state = RetentionState(options.initial_ratio, 0 if teacher is None else len(teacher.tasks), options.rows)
 
         def loss_fn(x, y):
             hidden, mask = net.hidden(k, annealing.s, x)
@@ -250,13 +276,14 @@ class TERACON(ContinualMethod):
 class RetentionState:
     """Per-old-task sampling ratios r_i (eq. 15) and the batch rows they select (eq. 14)."""
 
-    def __init__(self, initial: float, n_old: int):
+    def __init__(self, initial: float, n_old: int, rows: str = "int"):
         self.ratios = [initial] * n_old
+        self.round = math.ceil if rows == "ceil" else int
 
     def sample_rows(self, batch: int, device) -> list[torch.Tensor]:
-        """ceil, not the code's int(): a batch of 128 (not 1024) would otherwise draw no row
-        for a similar task (r ~ 0.0025) and silently switch its retention off."""
-        return [torch.randperm(batch, device=device)[:math.ceil(batch * r)] for r in self.ratios]
+        """round(r_i * batch) random rows per old task; the code truncates (int), so a small
+        batch draws no row for a similar task (r ~ 0.0025) and its retention is off there."""
+        return [torch.randperm(batch, device=device)[:self.round(batch * r)] for r in self.ratios]
 
     def update(self, teacher_masks, current_mask, scale: float, floor: float) -> None:
         self.ratios = [max(floor, sampling_ratio(m, current_mask, scale)) for m in teacher_masks]

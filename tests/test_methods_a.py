@@ -50,19 +50,30 @@ def logits(method, tasks) -> list[torch.Tensor]:
 
 # --- Conure ---------------------------------------------------------------------------------
 
-def test_conure_old_tasks_exact_masks_disjoint_and_only_free_weights_move(tasks, context):
+def build_row(row, context, **options):
     torch.manual_seed(0)
-    method = METHODS.get("Conure").build(context, {"prune_ratio": 0.5})
-    history = []  # (logits of tasks so far, ownership, conv weights, biases, embedding) per step
+    return METHODS.get(row).build(context, {**METHODS.options(row, {}), **options})
+
+
+def frozen_state(method) -> dict[str, torch.Tensor]:
+    """What T1 fixes for good: embeddings, conv biases, layer norms (T1's, or every task's)."""
+    return {name: p.detach().clone() for name, p in method.encoder.named_parameters()
+            if name == "embedding.weight" or "bias" in name and "conv" in name or "norm" in name}
+
+
+# the released algorithm, and the harness's earlier default (variants)
+@pytest.mark.parametrize("row", ["Conure", "Conure+postln+bias+tasknorms"])
+def test_conure_old_tasks_exact_masks_disjoint_and_only_free_weights_move(tasks, context, row):
+    method = build_row(row, context, prune_ratio=0.5)
+    history = []  # (logits of tasks so far, ownership, conv weights, frozen T1 state) per step
     for step, task in enumerate(tasks):
         method.learn([task], context)
         convs = method.owned_convs()
         history.append((logits(method, tasks[:step + 1]), method.ownership(),
-                        [c.weight.detach().clone() for c in convs], [c.bias.detach().clone() for c in convs],
-                        method.encoder.embedding.weight.detach().clone()))
+                        [c.weight.detach().clone() for c in convs], frozen_state(method)))
 
-    final_logits, final_owner, final_weights, final_bias, final_embedding = history[-1]
-    for step, (old_logits, owner, weights, bias, embedding) in enumerate(history):
+    final_logits, final_owner, final_weights, final_frozen = history[-1]
+    for step, (old_logits, owner, weights, frozen) in enumerate(history):
         # earlier tasks' scores are bit-identical after every later task
         for before, after in zip(old_logits, final_logits):
             assert torch.equal(before, after)
@@ -70,7 +81,8 @@ def test_conure_old_tasks_exact_masks_disjoint_and_only_free_weights_move(tasks,
         for before, after in zip(owner, final_owner):
             for position in range(1, step + 2):
                 assert torch.equal(before == position, after == position)
-        assert torch.equal(bias[0], final_bias[0]) and torch.equal(embedding, final_embedding)
+        # embeddings, biases and the norms learnt so far never move again
+        assert frozen and all(torch.equal(value, final_frozen[name]) for name, value in frozen.items())
         # later tasks only change weights that were free after this step
         for before, after, own in zip(weights, final_weights, owner):
             changed = before != after
@@ -83,6 +95,32 @@ def test_conure_old_tasks_exact_masks_disjoint_and_only_free_weights_move(tasks,
     # pruning 50% per task: T1 keeps about half of the weights, T2 about half of the rest
     assert counts[1] / flat.numel() == pytest.approx(0.5, abs=0.01)
     assert counts[2] / flat.numel() == pytest.approx(0.25, abs=0.01)
+
+
+def test_conure_reference_block_shared_norms_and_zero_biases(tasks, context):
+    """ops.py: pre-LN blocks, conv biases fixed at 0 (never trained), T1's layer norms used by
+    every task and frozen after T1."""
+    method = build_row("Conure", context)
+    method.learn(tasks[:1], context)
+    block = method.encoder.blocks[0]
+    norms = [p.detach().clone() for b in method.encoder.blocks for n in (b.norm1, b.norm2) for p in n.parameters()]
+    assert block.pre_ln and all(conv.bias is None for conv in method.owned_convs())
+    assert isinstance(block.norm1, torch.nn.LayerNorm)  # one norm for all tasks, not per task
+    x = inputs_of(tasks[0])[:4]
+    h = block.conv1(block.act1(block.norm1(method.encoder.embedding(x))))
+    assert torch.allclose(h, torch.nn.functional.conv1d(
+        torch.nn.functional.pad(block.norm1(method.encoder.embedding(x)).relu().transpose(1, 2),
+                                (block.conv1.left_padding, 0)),
+        block.conv1.effective_weight(), None, dilation=block.conv1.dilation).transpose(1, 2))
+    method.learn(tasks[1:3], context)
+    after = [p.detach() for b in method.encoder.blocks for n in (b.norm1, b.norm2) for p in n.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(norms, after))
+    assert all(not p.requires_grad for p in after)
+    # the harness's variant: post-LN, trained biases, a private norm per task
+    variant = build_row("Conure+postln+bias+tasknorms", context)
+    variant.learn(tasks[:2], context)
+    vblock = variant.encoder.blocks[0]
+    assert not vblock.pre_ln and vblock.conv1.bias is not None and len(vblock.norm1.norms) == 2
 
 
 def test_conure_minus_variant_covers_every_task(tasks, context):

@@ -17,9 +17,10 @@ from bench.engine.objectives import evaluation_pairs, training_loss
 from bench.registry import METHODS
 from bench.engine.training import as_tensors, evaluate
 from bench.datasets.synthetic import SyntheticOptions, generate
-from bench.methods._gates import Annealing, annealed_s, masked
+from bench.methods._gates import Annealing, UnitGate, annealed_s, masked
 from bench.methods.base import MethodContext, module_key
 from bench.methods.hat import GradientAttenuation
+from bench.methods.teracon import TERACONOptions
 
 torch.set_num_threads(1)
 
@@ -38,8 +39,9 @@ def tiny():
 
 
 def build(name, context, **options):
+    """A method row (variants allowed, e.g. "HAT+binary") with extra options on top."""
     torch.manual_seed(0)
-    return METHODS.get(name).build(context, options)
+    return METHODS.get(name).build(context, {**METHODS.options(name, {}), **options})
 
 
 def sample_inputs(task, n=32):
@@ -68,10 +70,15 @@ def test_annealing_schedule_endpoints():
     assert annealing.s == pytest.approx(1 / smax)
 
 
-@pytest.fixture(scope="module")
-def hat_run(tiny):
+# the reference HAT (kept mask sigmoid(smax e), gates after the ReLU only) and the harness's
+# exact variant (binarised kept masks, gates before the LayerNorm as well)
+HAT_ROWS = ["HAT", "HAT+binary+lngate"]
+
+
+@pytest.fixture(scope="module", params=HAT_ROWS)
+def hat_run(tiny, request):
     _, tasks, context = tiny
-    method = build("HAT", context)
+    method = build(request.param, context)
     history = []
     for task in tasks:
         method.learn([task], context)
@@ -79,14 +86,39 @@ def hat_run(tiny):
     return method, history
 
 
-def test_hat_earlier_tasks_are_bit_identical(hat_run, tiny):
+def test_hat_earlier_tasks_are_protected(hat_run, tiny):
+    """Exact variant: bit-identical. Reference HAT: a LayerNorm mixes every channel and kept
+    masks stay fractional, so earlier scores move, but little (measured: < 5 % of their scale)."""
     method, history = hat_run
     _, tasks, _ = tiny
+    exact = method.options.binarize and method.options.gate_conv_outputs
     for step in range(1, len(tasks)):
         for task in tasks[:step]:
-            assert torch.equal(history[step][task.name], history[step - 1][task.name]), (step, task.name)
+            after, before = history[step][task.name], history[step - 1][task.name]
+            if exact:
+                assert torch.equal(after, before), (step, task.name)
+            else:
+                finite = torch.isfinite(before)
+                change = (after[finite] - before[finite]).abs().max()
+                assert change < 0.1 * before[finite].abs().max(), (step, task.name, change)
     # ...and the backbone did learn the later tasks (free units were trained)
     assert method.used.sum() > 0 and (method.used < 1).any()
+
+
+def test_hat_reference_keeps_sigmoid_masks_and_no_gate_before_layernorm(hat_run):
+    method, _ = hat_run
+    key = next(iter(method.task_embeddings))
+    block = method.encoder.blocks[0]
+    if method.options.binarize:
+        assert set(method.kept_mask(key).unique().tolist()) <= {0.0, 1.0}
+    else:
+        expected = torch.sigmoid(method.options.smax * method.task_embeddings[key])
+        assert torch.equal(method.kept_mask(key), expected)
+    assert isinstance(block.conv1, UnitGate) is method.options.gate_conv_outputs
+
+
+def inner(conv):
+    return conv.inner if isinstance(conv, UnitGate) else conv
 
 
 def test_hat_attenuation_zeroes_gradients_of_owned_weights(hat_run, tiny):
@@ -108,14 +140,14 @@ def test_hat_attenuation_zeroes_gradients_of_owned_weights(hat_run, tiny):
     loss.backward()
     attenuation.after_backward()
 
-    conv2 = method.encoder.blocks[0].conv2.inner
+    conv2 = inner(method.encoder.blocks[0].conv2)
     out, inp = method.used[1], method.used[0]
     owned = (out[:, None] == 1) & (inp[None, :] == 1)
     assert owned.any() and (~owned).any()
     grad = conv2.weight.grad
     assert torch.all(grad[owned] == 0)
     assert grad[~owned].abs().sum() > 0
-    conv1 = method.encoder.blocks[0].conv1.inner
+    conv1 = inner(method.encoder.blocks[0].conv1)
     assert torch.all(conv1.weight.grad[method.used[0] == 1] == 0)
     assert torch.all(conv1.bias.grad[method.used[0] == 1] == 0)
     norm = method.encoder.blocks[0].norm1
@@ -213,18 +245,66 @@ def performance_matrix(method, tasks, context):
     return R
 
 
-def test_teracon_forgets_far_less_than_sinmoall():
+@pytest.fixture(scope="module")
+def forgetting_setting():
     # large enough that T1 is really learnt (so there is something to forget)
     dataset = generate(SyntheticOptions(n_users=1000, n_items=50, seq_len=12))
     context = make_context(dataset, epochs=4, dim=16, lr=1e-2)
     tasks = [dataset.tasks[i] for i in (0, 1, 3)]
+    return tasks, context, performance_matrix(build("SinMoAll", context), tasks, context)
+
+
+def test_teracon_forgets_less_than_sinmoall(forgetting_setting):
+    """The released algorithm (no floor, int rows): with 128-row batches the near-parallel
+    masks give r_i ~ 0.0025, i.e. int(0.3) = 0 retention rows, so only the soft masks protect.
+    Measured BWT (seeds 0-3 of this setting): TERACON -0.17/-0.22/-0.17/-0.16 against
+    SinMoAll -0.24/-0.27/-0.21/-0.17; the floor variant below is what forgets far less."""
+    tasks, context, sinmoall = forgetting_setting
     teracon = performance_matrix(build("TERACON", context), tasks, context)
-    sinmoall = performance_matrix(build("SinMoAll", context), tasks, context)
     bwt_teracon, bwt_sinmoall = backward_transfer(teracon), backward_transfer(sinmoall)
     assert bwt_sinmoall < -0.05, sinmoall  # the setting really causes forgetting
-    # seeds 0-3 give about -0.06 against -0.22: assert less than half the forgetting
+    assert bwt_teracon > bwt_sinmoall, (teracon, sinmoall)
+    assert teracon[-1, 0] > sinmoall[-1, 0]
+
+
+def test_teracon_floor_variant_forgets_far_less_than_sinmoall(forgetting_setting):
+    tasks, context, sinmoall = forgetting_setting
+    teracon = performance_matrix(build("TERACON+floor", context), tasks, context)
+    bwt_teracon, bwt_sinmoall = backward_transfer(teracon), backward_transfer(sinmoall)
+    # seed 0 gives about -0.02 against -0.24: assert less than half the forgetting
     assert bwt_teracon > bwt_sinmoall / 2, (teracon, sinmoall)
     assert teracon[-1, 0] > sinmoall[-1, 0]
+
+
+def test_teracon_first_task_trains_once_with_its_mask(tiny, monkeypatch):
+    """train_task1.py: T1 is learnt once, masked, from a fresh model (no shared T1 model);
+    the `sharedt1` variant starts from the shared model (trained unmasked) instead."""
+    _, tasks, _ = tiny
+    original = MethodContext.fit
+    for row, expected in (("TERACON", ["TERACON"]), ("TERACON+sharedt1", ["pretrain", "TERACON"])):
+        context = make_context(tiny[0], epochs=1)  # a fresh context: no shared model cached yet
+        fits = []
+
+        def recording(self, task, *args, **kwargs):
+            fits.append(kwargs.get("description", "").split()[0])
+            return original(self, task, *args, **kwargs)
+
+        monkeypatch.setattr(MethodContext, "fit", recording)
+        method = build(row, context)
+        method.learn([tasks[0]], context)
+        assert fits == expected, row
+        assert method.net.tasks[0].name == tasks[0].name
+
+
+def test_teracon_rows_truncate_as_the_code():
+    """int(r * batch) rows (train_teracon.py); the `ceil` variant keeps at least one."""
+    state = teracon_module.RetentionState(0.0025, 1)
+    assert [len(rows) for rows in state.sample_rows(128, "cpu")] == [0]
+    state.ratios = [0.3]
+    assert [len(rows) for rows in state.sample_rows(128, "cpu")] == [38]  # int(38.4)
+    ceil = teracon_module.RetentionState(0.0025, 1, rows="ceil")
+    assert [len(rows) for rows in ceil.sample_rows(128, "cpu")] == [1]
+    assert TERACONOptions().min_ratio == 0.0 and TERACONOptions().rows == "int"
 
 
 def test_teracon_sampling_ratio_follows_mask_similarity():
@@ -238,4 +318,4 @@ def test_teracon_sampling_ratio_follows_mask_similarity():
     assert [len(rows) for rows in state.sample_rows(100, torch.device("cpu"))] == [90, 90]
     state.update([masks, 1 - disjoint], disjoint, 6.0, floor=0.25)
     assert state.ratios == [pytest.approx(0.25), pytest.approx(0.5)]
-    assert all(len(rows) >= 1 for rows in teracon_module.RetentionState(0.001, 1).sample_rows(128, "cpu"))
+    assert all(len(rows) >= 1 for rows in teracon_module.RetentionState(0.001, 1, "ceil").sample_rows(128, "cpu"))

@@ -25,7 +25,11 @@ def execute(args: argparse.Namespace) -> int:
     if args.what not in (None, "methods", "datasets"):
         return _method_options(args.what, args.dataset, tabulate)
     if args.what in (None, "methods"):
-        rows = [(name, _summary(name), METHODS.describe(name, "paper")) for name in resolve_methods(["all"])]
+        rows = []
+        for name in resolve_methods(["all"]):
+            rows.append((name, _summary(name), METHODS.describe(name, "paper")))
+            rows += [(row, _variant(row), "harness variant (not the paper's default)")
+                     for row in METHODS.variant_names(name)]
         print(tabulate(rows, headers=["method", "what it does", "paper"], tablefmt="simple"))
     if args.what is None:
         print()
@@ -57,6 +61,11 @@ def _summary(name: str) -> str:
     text = METHODS.describe(name, "__doc__").strip()
     first = text.splitlines()[0] if text else ""
     return first.split(": ", 1)[-1] if first.startswith(name) else first
+
+
+def _variant(row: str) -> str:
+    """e.g. 'min_ratio=0.25': the option overrides that make the variant."""
+    return " ".join(f"{key}={value}" for key, value in METHODS.options(row, {}).items())
 
 
 def _method_settings(method_defaults: dict) -> str:

@@ -37,8 +37,8 @@ def item_embedding(n_items: int, dim: int) -> nn.Embedding:
 class CausalConv1d(nn.Conv1d):
     """Dilated convolution over (B, L, d) where position t only sees positions <= t."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int):
-        super().__init__(channels, channels, kernel_size, dilation=dilation)
+    def __init__(self, channels: int, kernel_size: int, dilation: int, bias: bool = True):
+        super().__init__(channels, channels, kernel_size, dilation=dilation, bias=bias)
         self.left_padding = (kernel_size - 1) * dilation
 
     def effective_weight(self) -> torch.Tensor:
@@ -52,21 +52,33 @@ class CausalConv1d(nn.Conv1d):
 
 
 class ResidualBlock(nn.Module):
-    """conv -> LayerNorm -> ReLU -> conv(2x dilation) -> LayerNorm -> ReLU, plus the input."""
+    """Two dilated convs (the second with 2x dilation), LayerNorm and ReLU, plus the input.
 
-    def __init__(self, channels: int, dilation: int, kernel_size: int, dropout: float = 0.0):
+    post_ln: conv -> LN -> ReLU -> conv -> LN -> ReLU (NextItNet, TERACON/Tenrec code);
+    pre_ln: LN -> ReLU -> conv -> LN -> ReLU -> conv (Conure's code).
+    """
+
+    def __init__(self, channels: int, dilation: int, kernel_size: int, dropout: float = 0.0,
+                 block: str = "post_ln", bias: bool = True):
         super().__init__()
-        self.conv1 = CausalConv1d(channels, kernel_size, dilation)
+        if block not in ("post_ln", "pre_ln"):
+            raise ValueError(f"block must be 'post_ln' or 'pre_ln', got {block!r}")
+        self.pre_ln = block == "pre_ln"
+        self.conv1 = CausalConv1d(channels, kernel_size, dilation, bias)
         self.norm1 = nn.LayerNorm(channels)
         self.act1 = nn.ReLU()
-        self.conv2 = CausalConv1d(channels, kernel_size, 2 * dilation)
+        self.conv2 = CausalConv1d(channels, kernel_size, 2 * dilation, bias)
         self.norm2 = nn.LayerNorm(channels)
         self.act2 = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act1(self.norm1(self.conv1(x)))
-        h = self.act2(self.norm2(self.conv2(h)))
+        if self.pre_ln:
+            h = self.conv1(self.act1(self.norm1(x)))
+            h = self.conv2(self.act2(self.norm2(h)))
+        else:
+            h = self.act1(self.norm1(self.conv1(x)))
+            h = self.act2(self.norm2(self.conv2(h)))
         return x + self.dropout(h)
 
     def sublayers(self) -> list[tuple[str, nn.Module]]:
@@ -79,7 +91,7 @@ class NextItNet(UserEncoder):
         d = config.embedding_dim
         self.embedding = item_embedding(n_items, d)
         self.blocks = nn.ModuleList(
-            ResidualBlock(d, dilation, config.kernel_size, config.dropout)
+            ResidualBlock(d, dilation, config.kernel_size, config.dropout, config.block, config.conv_bias)
             for dilation in config.dilations
         )
 

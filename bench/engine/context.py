@@ -70,32 +70,44 @@ class MethodContext:
         params = list(modules.parameters()) if parameters is None else list(parameters)
         return self.fit(task, params, loss_fn, score_fn, modules, description=description)
 
-    def pretrained(self, task: Task | None = None) -> tuple[NextItNet, nn.Module]:
+    def pretrained(self, task: Task | None = None,
+                   backbone: BackboneConfig | None = None) -> tuple[NextItNet, nn.Module]:
         """A NextItNet trained on `task` (normally T1), trained once per run and shared.
 
         The papers start SinMoAll, FineSmax, FineAll, PeterRec and MTL from the same T1
         model; sharing it makes their T1 column identical and saves the largest training
         cost. It is trained under a fixed seed and cached on disk for resumed runs.
+        A method whose paper uses another block (Conure: pre-LN, conv biases fixed at 0)
+        passes its `backbone`; each distinct backbone is trained once.
         """
         task = task or self.first_task
-        if task.name not in self._pretrained:
-            path = self.cache_dir / f"pretrained-{_file_key(task.name)}.pt" if self.cache_dir else None
+        backbone = backbone or self.backbone
+        key = _file_key(task.name) + _backbone_suffix(backbone, self.backbone)
+        if key not in self._pretrained:
+            path = self.cache_dir / f"pretrained-{key}.pt" if self.cache_dir else None
             if path is not None and path.exists():
-                self._pretrained[task.name] = torch.load(path, map_location=self.device, weights_only=False)
+                self._pretrained[key] = torch.load(path, map_location=self.device, weights_only=False)
             else:
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(self.seed)
-                    encoder = NextItNet(self.n_items, self.backbone).to(self.device)
+                    encoder = NextItNet(self.n_items, backbone).to(self.device)
                     head = make_head(task, encoder).to(self.device)
                     log = self.fit_model(task, encoder, head, description=f"pretrain {task.name}")
                 entry = {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
                 if path is not None:
                     write_torch(path, entry)
-                self._pretrained[task.name] = entry
-        encoder = NextItNet(self.n_items, self.backbone).to(self.device)
+                self._pretrained[key] = entry
+        encoder = NextItNet(self.n_items, backbone).to(self.device)
         head = make_head(task, encoder).to(self.device)
-        nn.ModuleList([encoder, head]).load_state_dict(copy.deepcopy(self._pretrained[task.name]["model"]))
+        nn.ModuleList([encoder, head]).load_state_dict(copy.deepcopy(self._pretrained[key]["model"]))
         return encoder, head
+
+
+def _backbone_suffix(backbone: BackboneConfig, run_backbone: BackboneConfig) -> str:
+    """'' for the run's own backbone (the file name older runs used), else what differs."""
+    run = dataclasses.asdict(run_backbone)
+    changed = {k: v for k, v in dataclasses.asdict(backbone).items() if run[k] != v}
+    return _file_key("".join(f"-{k}-{v}" for k, v in sorted(changed.items())))
 
 
 def _file_key(name: str) -> str:

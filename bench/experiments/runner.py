@@ -106,12 +106,19 @@ def resume_config(store: RunStore, given: dict, override: bool = False) -> RunCo
 def method_context(name: str, context: MethodContext, config: RunConfig) -> MethodContext:
     """The context with the method's own train overrides; the shared T1 model is trained first
     with the run-wide settings so every method still starts from the same model."""
-    overrides = config.method_train.get(name)
+    overrides = METHODS.options(name, config.method_train, variants=False)
     if not overrides:
         return context
     context.pretrained()
     merged = merge_settings(dataclasses.asdict(config.train), overrides)
     return dataclasses.replace(context, train=from_dict(TrainConfig, merged, f"method_train.{name}"))
+
+
+def extra_rows(name: str, rows: dict[str, dict]) -> dict[str, dict]:
+    """A method's extra rows named after its row: Conure's "Conure-" is "Conure+tasknorms-"
+    when the row is the variant Conure+tasknorms."""
+    base = METHODS.base_name(name)
+    return {name + row[len(base):] if row.startswith(base) else row: scores for row, scores in rows.items()}
 
 
 def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunStore,
@@ -125,7 +132,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         torch.set_rng_state(checkpoint["rng"])
     else:
         torch.manual_seed(config.seed)
-        method = METHODS.get(name).build(context, config.method_options.get(name))
+        method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
         record = MethodRecord(name, [t.name for t in tasks], {t.name: t.primary_metric for t in tasks})
     seen: list[int] = []
     for index, positions in enumerate(method.schedule(len(tasks))):
@@ -147,7 +154,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
             "seconds": seconds, "parameters": method.parameter_count(),
             "backbones": method.n_backbones(),
         })
-        record.variants = getattr(method, "variant_scores", {})
+        record.variants = extra_rows(name, getattr(method, "variant_scores", {}))
         store.save_checkpoint(name, {"method": method, "record": asdict(record),
                                      "rng": torch.get_rng_state()})
         store.save_record(record)
