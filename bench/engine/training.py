@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
-from bench.engine.metrics import accuracy, ranking_metrics
+from bench.engine.metrics import AccuracySums, RankingSums
 from bench.engine.objectives import evaluation_pairs
 from bench.engine.tasks import Task, TaskKind, TaskSplit
 
@@ -56,15 +56,26 @@ def as_tensors(split: TaskSplit, device: torch.device) -> tuple[torch.Tensor, to
     return (torch.from_numpy(split.inputs).to(device), torch.from_numpy(split.targets).to(device))
 
 
+def metric_sums(task: Task) -> RankingSums:
+    """The streaming accumulator of a task's metrics: accuracy for classes, MRR/HR/NDCG@5 otherwise."""
+    return AccuracySums() if task.kind is TaskKind.CLASS else RankingSums(k=5)
+
+
 @torch.no_grad()
+def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
+               batch_size: int = 512) -> RankingSums:
+    """Stream a split through `score_fn` one batch at a time: memory is one batch of scores."""
+    sums = metric_sums(task)
+    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
+    for x, y in batches(inputs, targets, batch_size):
+        sums.add(score_fn(x).float(), y)
+    return sums
+
+
 def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
              batch_size: int = 512) -> dict[str, float]:
     """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
-    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
-    scores = torch.cat([score_fn(x).float() for x, _ in batches(inputs, targets, batch_size)])
-    if task.kind is TaskKind.CLASS:
-        return accuracy(scores, targets)
-    return ranking_metrics(scores, targets, k=5)
+    return accumulate(task, split, score_fn, device, batch_size).metrics()
 
 
 def fit(
