@@ -451,3 +451,31 @@ def test_method_defaults_name_real_methods_and_options(dataset):
         cls = METHODS.get(method)
         assert cls.registered_name == method
         from_dict(cls.Options, options)  # raises on an option the method does not have
+
+
+def test_synthetic_generator_at_a_moderate_size():
+    """Shapes, id ranges and split layout of a larger generation (TTL size is a benchmark)."""
+    from bench.datasets.synthetic import SyntheticOptions, generate
+
+    options = SyntheticOptions(n_users=20000, n_items=5000, seq_len=50, seed=1)
+    data = generate(options)
+    again = generate(SyntheticOptions(n_users=20000, n_items=5000, seq_len=50, seed=1))
+    sizes = {"test": 2000, "valid": 2000, "train": 16000}
+    for task, same in zip(data.tasks, again.tasks):
+        rounds = options.targets_per_user if task.kind.value == "item" else 1
+        for name, size in sizes.items():
+            split = task.split(name)
+            assert split.inputs.shape == (size * rounds, 50) and len(split.targets) == size * rounds
+            assert split.inputs.dtype == np.int32 and 0 <= split.inputs.min() and split.inputs.max() <= 5000
+            assert 0 <= split.targets.min() and split.targets.max() < task.output_size
+            assert np.array_equal(split.inputs, same.split(name).inputs)
+            assert np.array_equal(split.targets, same.split(name).targets)
+    first = data.tasks[0].train
+    assert (first.inputs[:, 25:] > 0).all()  # at least half of every sequence is real items
+    assert (first.inputs[:, 0] == 0).mean() > 0.5  # most sequences are left padded
+    assert np.array_equal(first.targets, first.inputs[:, -1])
+    # the same users in the same order in every one-row-per-user task, twice over in T2/T3
+    assert np.array_equal(data.tasks[3].train.inputs, first.inputs)
+    assert np.array_equal(data.tasks[1].train.inputs, np.concatenate([first.inputs] * 2))
+    test_users = {row.tobytes() for row in data.tasks[0].test.inputs}
+    assert not test_users & {row.tobytes() for row in first.inputs[:2000]}

@@ -35,7 +35,9 @@ class TaskSplit:
     targets: np.ndarray
 
     def __post_init__(self) -> None:
-        self.inputs = np.asarray(self.inputs, dtype=np.int64)
+        # int32 sequences stay int32 (half the memory at TTL size); batches are widened on the fly
+        inputs = np.asarray(self.inputs)
+        self.inputs = inputs if inputs.dtype == np.int32 else inputs.astype(np.int64, copy=False)
         self.targets = np.asarray(self.targets, dtype=np.int64)
         if self.inputs.ndim != 2 or len(self.inputs) != len(self.targets):
             raise ValueError(
@@ -94,14 +96,15 @@ class Dataset:
         """Per-task counts in the layout of Conure's Table 1."""
         rows = []
         for number, task in enumerate(self.tasks, start=1):
-            inputs = np.concatenate([task.train.inputs, task.valid.inputs, task.test.inputs])
+            splits = (task.train.inputs, task.valid.inputs, task.test.inputs)
+            seen = sum(np.bincount(inputs.ravel(), minlength=self.n_items + 1) for inputs in splits)
             rows.append(
                 {
                     "task": f"T{number}",
                     "name": task.name,
                     "kind": task.kind.value,
-                    "instances": int(len(inputs)),
-                    "|X|": int(len(np.unique(inputs[inputs > 0]))),
+                    "instances": sum(len(inputs) for inputs in splits),
+                    "|X|": int(np.count_nonzero(seen[1:])),  # distinct input items (bincount, not np.unique)
                     "|Y|": int(task.n_targets),
                     "train/valid/test": f"{len(task.train)}/{len(task.valid)}/{len(task.test)}",
                 }

@@ -54,7 +54,8 @@ def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size:
 
 
 def as_tensors(split: TaskSplit, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(split.inputs).to(device), torch.from_numpy(split.targets).to(device))
+    """A split on the device as int64 (indices for embeddings and gathers; the split may be int32)."""
+    return (torch.from_numpy(split.inputs).to(device).long(), torch.from_numpy(split.targets).to(device))
 
 
 def autocast(device: torch.device, precision: str):
