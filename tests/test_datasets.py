@@ -479,3 +479,49 @@ def test_synthetic_generator_at_a_moderate_size():
     assert np.array_equal(data.tasks[1].train.inputs, np.concatenate([first.inputs] * 2))
     test_users = {row.tobytes() for row in data.tasks[0].test.inputs}
     assert not test_users & {row.tobytes() for row in first.inputs[:2000]}
+
+
+def test_ttl_accepts_both_spellings_and_names_the_missing_file(tmp_path, capsys):
+    root = ttl_release(tmp_path)
+    folder = root / "ColdRec"
+    for name in TTL_FILES[1:3]:
+        (folder / name).rename(folder / name.replace("nosuerID", "nouserID"))
+    reference = load_dataset("ttl", {"cache": False}, root)
+    assert [len(task.train) for task in reference.tasks[1:3]] > [0, 0]
+    (folder / TTL_FILES[2].replace("nosuerID", "nouserID")).unlink()
+    with pytest.raises(DataFormatError) as error:
+        load_dataset("ttl", {"cache": False}, root)
+    message = str(error.value)
+    assert str(folder / TTL_FILES[2]) in message and "nouserID" in message
+    (folder / TTL_FILES[5]).unlink()  # the first missing file is named, in the folder that has the rest
+    assert main(["data", "info", "ttl", "--data-dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(folder / TTL_FILES[2]) in err
+
+
+def test_ttl_reads_an_export_in_the_released_names(tmp_path):
+    from bench.datasets.synthetic import SyntheticOptions, generate
+    from bench.datasets.ttl import write_release
+
+    data = generate(SyntheticOptions(n_users=300, n_items=50, seq_len=10))
+    write_release(data, tmp_path / "ColdRec")
+    loaded = load_dataset("ttl", {"cache": False}, tmp_path)
+    sequences = np.concatenate([data.tasks[0].split(s).inputs for s in ("train", "valid", "test")])
+    assert loaded.n_items == len(np.unique(sequences[sequences > 0]))
+    for original, task in zip(data.tasks, loaded.tasks):
+        assert task.kind == original.kind
+        total = sum(len(original.split(s)) for s in ("train", "valid", "test"))
+        assert sum(len(task.split(s)) for s in ("train", "valid", "test")) == total
+
+
+@pytest.mark.parametrize("split", ["reference", "user"])
+def test_statistics_from_tables_equal_those_of_the_built_dataset(tmp_path, split):
+    from bench.datasets.ttl import TTL, TTLOptions
+
+    root = ttl_release(tmp_path)
+    path = root / "ColdRec" / TTL_FILES[3]
+    _corrupt(path, 2, _foreign(path.read_text().splitlines()[1]) + ",,1")  # a user only T4 has
+    tables = TTL.tables(TTLOptions(split=split, require_t1_users=False), root)
+    expected = tables.build().statistics()
+    assert tables.statistics() == expected
+    assert expected[0]["|X|"] > 0 and expected[3]["instances"] > 0
