@@ -11,7 +11,7 @@ import torch
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """1-based rank of each target among all candidates; ties count against the target."""
     target_scores = scores.gather(1, targets.unsqueeze(1))
-    return (scores > target_scores).sum(dim=1) + (scores == target_scores).sum(dim=1)
+    return (scores >= target_scores).sum(dim=1)  # greater, plus equal (the target itself included)
 
 
 class RankingSums:

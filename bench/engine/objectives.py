@@ -96,7 +96,8 @@ def evaluation_scores(task: Task, hidden: torch.Tensor, head) -> torch.Tensor:
     """Scores of every candidate from the user representation (the last position)."""
     logits = head(hidden[:, -1])
     if task.kind is TaskKind.NEXT_ITEM:
-        logits = logits.clone()
+        if torch.is_grad_enabled():
+            logits = logits.clone()  # evaluation runs without grad and needs no second score matrix
         logits[:, 0] = float("-inf")  # padding is never a candidate
     return logits
 
