@@ -50,12 +50,14 @@ def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size:
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size].to(split_inputs.device)
-        yield split_inputs[rows], split_targets[rows]
+        yield split_inputs[rows].long(), split_targets[rows].long()
 
 
-def as_tensors(split: TaskSplit, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split on the device as int64 (indices for embeddings and gathers; the split may be int32)."""
-    return (torch.from_numpy(split.inputs).to(device).long(), torch.from_numpy(split.targets).to(device))
+def as_tensors(split: TaskSplit, device: torch.device, widen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split on the device; int64 unless `widen` is off (then int32 sequences stay int32, half
+    the memory at TTL size, and `batches` widens each batch)."""
+    inputs = torch.from_numpy(split.inputs).to(device)
+    return (inputs.long() if widen else inputs), torch.from_numpy(split.targets).to(device)
 
 
 def autocast(device: torch.device, precision: str):
@@ -86,7 +88,7 @@ def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.de
     sums = metric_sums(task)
     if limit is not None:
         split = split.subset(np.arange(min(limit, len(split))))
-    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
+    inputs, targets = evaluation_pairs(task, *as_tensors(split, device, widen=False))
     for x, y in batches(inputs, targets, batch_size):
         with autocast(device, precision):
             scores = score_fn(x)
@@ -124,7 +126,7 @@ def fit(
     parameters = [p for p in parameters if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
-    inputs, targets = as_tensors(task.train, device)
+    inputs, targets = as_tensors(task.train, device, widen=False)
     n_batches = max(1, int(np.ceil(len(targets) / config.batch_size)))
     if config.limit_train_batches is not None:
         n_batches = min(n_batches, config.limit_train_batches)
