@@ -12,7 +12,8 @@ benchmark run stays short; the targets below hold at full size:
   chunked exact softmax < 8 GB; and the sampled softmax (Conure's 20% negatives);
 * `bench run --methods FineSmax` on TTL-sized synthetic data with --limit-train-batches and
   --limit-eval-users: peak RSS < 16 GB, and the projected time of one full T1 epoch
-  (BENCH_RUN_BATCHES, default 20, caps the batches).
+  (BENCH_RUN_BATCHES, default 20, caps the batches; BENCH_RUN_EVAL_USERS, default 20,000,
+  the evaluated users: every step evaluates T1 again, 20K users x 646K items each time).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ print(json.dumps({"returncode": result.returncode, "seconds": round(seconds, 1),
 def test_smoke_run_at_ttl_size(benchmark, tmp_path):
     users = 1_470_000 if FULL else 20_000
     batches = int(os.environ.get("BENCH_RUN_BATCHES", 20))
-    eval_users = 20_000 if FULL else 2_000
+    eval_users = int(os.environ.get("BENCH_RUN_EVAL_USERS", 20_000 if FULL else 2_000))
     arguments = ["--methods", "FineSmax", "--device", "cpu", "--quiet", "--epochs", "1",
                  "--results", str(tmp_path), "--run-id", "smoke",
                  "--set", f"dataset_options.n_users={users}", "--set", f"dataset_options.n_items={ITEMS}",
