@@ -128,3 +128,12 @@ def test_smoke_limits_and_precision_are_recorded(capsys, tmp_path):
     assert train["loss"] == "sampled" and train["sampler"] == "log_uniform"
     code, _, err = run_cli(capsys, "run", *common, "--limit-eval-users", "0")
     assert_one_line_error(code, err, "--limit-eval-users", "positive")
+
+
+def test_bad_loss_settings_are_one_line_errors(capsys, tmp_path):
+    common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),
+              "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
+    code, _, err = run_cli(capsys, "run", *common, "--set", "train.loss=sample")
+    assert_one_line_error(code, err, "train.loss", "'sample'")
+    code, _, err = run_cli(capsys, "run", *common, "--set", "train.negatives=0")
+    assert_one_line_error(code, err, "train.negatives", "positive")

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.engine.backbone import TiedItemHead
+from bench.errors import BenchError
 
 from bench.engine.softmax import chunked_cross_entropy, log_uniform_probabilities, sampled_cross_entropy
 from bench.engine.tasks import Task, TaskKind
@@ -33,6 +34,17 @@ class LossSettings:
     chunk_rows: int | None = None
     _probabilities: dict = field(default_factory=dict, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.loss not in ("full", "sampled"):
+            raise BenchError(f"train.loss: expected 'full' or 'sampled', got {self.loss!r}")
+        if self.sampler not in ("log_uniform", "popularity"):
+            raise BenchError(f"train.sampler: expected 'log_uniform' or 'popularity', got {self.sampler!r}")
+        for name in ("negatives", "chunk_rows"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise BenchError(f"train.{name if name == 'negatives' else 'loss_chunk_rows'}: "
+                                 f"expected a positive integer, got {value!r}")
+
     def probabilities(self, task: Task, n_classes: int, device: torch.device) -> torch.Tensor:
         """The sampler's distribution over output ids (0 = padding, never drawn), cached per task."""
         key = (task.name, n_classes, str(device))
@@ -40,11 +52,9 @@ class LossSettings:
             if self.sampler == "popularity":  # item frequency in the task's training sequences
                 counts = np.bincount(task.train.inputs.ravel(), minlength=n_classes)[:n_classes]
                 p = torch.from_numpy(counts).double()
-            elif self.sampler == "log_uniform":  # Zipf over ids 1..n, as TF's default sampler
+            else:  # log_uniform: Zipf over ids 1..n, as TF's default sampler
                 p = torch.cat([torch.zeros(1, dtype=torch.float64),
                                log_uniform_probabilities(n_classes - 1).double()])
-            else:
-                raise ValueError(f"unknown sampler {self.sampler!r}")
             p[0] = 0.0
             self._probabilities[key] = (p / p.sum()).float().to(device)
         return self._probabilities[key]
