@@ -61,6 +61,18 @@ class TrainConfig:
     min_epochs: int = field(default=2, metadata={"min": 1})
     eval_batch_size: int = field(default=512, metadata={"min": 1})
     first_task: FirstTaskSchedule = field(default_factory=FirstTaskSchedule)
+    # Next-item loss: "full" is the exact softmax over every item, computed in chunks of
+    # loss_chunk_rows positions (None: 256 MiB of logits per chunk); "sampled" is Conure's
+    # sampled softmax with logQ correction (negatives None: 20% of the items, as its code).
+    loss: Literal["full", "sampled"] = "full"
+    negatives: int | None = field(default=None, metadata={"min": 1})
+    sampler: Literal["log_uniform", "popularity"] = "log_uniform"
+    loss_chunk_rows: int | None = field(default=None, metadata={"min": 1})
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast applies on CUDA only
+    # Smoke runs at full size (Lightning's names): cap the batches of each epoch and the
+    # users (instances) of each evaluation; None = all.
+    limit_train_batches: int | None = field(default=None, metadata={"min": 1})
+    limit_eval_users: int | None = field(default=None, metadata={"min": 1})
 
     def for_task(self, first: bool) -> "TrainConfig":
         """The settings one task trains with: `first_task` overrides apply to the first task only."""

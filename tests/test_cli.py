@@ -154,3 +154,22 @@ def test_bars_only_on_a_terminal_or_when_asked(capsys, tmp_path):
     assert out.rstrip().splitlines()[-1].startswith("| FineSmax ")
     code, _, err = run_cli(capsys, *tiny, "--run-id", "bars", "--progress")
     assert code == 0 and "\r" in err and "methods:" in err
+def test_smoke_limits_and_precision_are_recorded(capsys, tmp_path):
+    common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),
+              "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
+    assert run_cli(capsys, "run", *common, "--run-id", "smoke", "--limit-train-batches", "1",
+                   "--limit-eval-users", "5", "--precision", "bf16", "--set", "train.loss=sampled")[0] == 0
+    train = stored_config(tmp_path, "smoke")["train"]
+    assert (train["limit_train_batches"], train["limit_eval_users"], train["precision"]) == (1, 5, "bf16")
+    assert train["loss"] == "sampled" and train["sampler"] == "log_uniform"
+    code, _, err = run_cli(capsys, "run", *common, "--limit-eval-users", "0")
+    assert_one_line_error(code, err, "--limit-eval-users", "positive")
+
+
+def test_bad_loss_settings_are_one_line_errors(capsys, tmp_path):
+    common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),
+              "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
+    code, _, err = run_cli(capsys, "run", *common, "--set", "train.loss=sample")
+    assert_one_line_error(code, err, "train.loss", "'sample'")
+    code, _, err = run_cli(capsys, "run", *common, "--set", "train.negatives=0")
+    assert_one_line_error(code, err, "train.negatives", ">= 1")

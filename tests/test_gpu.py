@@ -24,3 +24,12 @@ def test_auto_device_picks_cuda():
     from bench.experiments.runner import resolve_device
 
     assert resolve_device("auto").type == "cuda"
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_bf16_autocast_and_both_losses_on_cuda(loss, results_root):
+    config = tiny_config(methods=["FineSmax"], device="cuda")
+    config.train.precision, config.train.loss, config.train.negatives = "bf16", loss, 8
+    (record,) = run(config, RunStore.create(config.to_dict(), results_root), progress=False)
+    assert record.complete and np.isfinite(record.matrix()[-1]).all()
+    assert torch.backends.cuda.matmul.allow_tf32

@@ -31,7 +31,7 @@ def execute(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.config import build_run_config
-    from bench.datasets.base import load_dataset
+    from bench.datasets.base import describe_dataset
     from bench.datasets.grouplens import fetch
 
     if args.action == "fetch":
@@ -42,9 +42,9 @@ def execute(args: argparse.Namespace) -> int:
     for assignment in args.set:
         apply_override(settings, assignment)
     config = build_run_config(settings)  # unknown names and settings fail before any loading
-    dataset = load_dataset(config.dataset, config.dataset_options, args.data_dir or config.data_dir)
+    dataset, statistics = describe_dataset(config.dataset, config.dataset_options, args.data_dir or config.data_dir)
     rows = [[row["task"], row["name"], row["kind"], f"{row['instances']:,}", f"{row['|X|']:,}",
-             f"{row['|Y|']:,}", row["train/valid/test"]] for row in dataset.statistics()]
+             f"{row['|Y|']:,}", row["train/valid/test"]] for row in statistics]
     headers = ["task", "name", "kind", "instances", "|X|", "|Y|", "train/valid/test"]
     print(f"{dataset.name}: {dataset.n_items:,} input items, sequence length {dataset.seq_len}"
           + "".join(f", {key} {value}" for key, value in dataset.info.items() if isinstance(value, (str, int))))

@@ -129,7 +129,7 @@ class TiedItemHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.embedding.weight.T + self.bias
+        return F.linear(hidden, self.embedding.weight, self.bias)  # one (rows x items) allocation, not two
 
 
 def make_head(task, encoder: UserEncoder) -> nn.Module:

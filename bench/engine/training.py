@@ -12,6 +12,7 @@ surgery); the hooks let them say so without rewriting the loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -25,8 +26,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
-from bench.engine.metrics import accuracy, ranking_metrics
-from bench.engine.objectives import evaluation_pairs
+from bench.engine.metrics import AccuracySums, RankingSums
+from bench.engine.objectives import LossSettings, evaluation_pairs, loss_settings
 from bench.engine.tasks import Task, TaskKind, TaskSplit
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -58,33 +59,78 @@ def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size:
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size].to(split_inputs.device)
-        yield split_inputs[rows], split_targets[rows]
+        yield split_inputs[rows].long(), split_targets[rows].long()
 
 
-def as_tensors(split: TaskSplit, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(split.inputs).to(device), torch.from_numpy(split.targets).to(device))
+def as_tensors(split: TaskSplit, device: torch.device, widen: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split on the device; int64 unless `widen` is off (then int32 sequences stay int32, half
+    the memory at TTL size, and `batches` widens each batch)."""
+    inputs = torch.from_numpy(split.inputs).to(device)
+    return (inputs.long() if widen else inputs), torch.from_numpy(split.targets).to(device)
 
 
-@torch.no_grad()
-def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
-             batch_size: int = 512) -> dict[str, float]:
-    """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
-    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
-    scores = torch.cat([score_fn(x).float() for x, _ in batches(inputs, targets, batch_size)])
-    if task.kind is TaskKind.CLASS:
-        return accuracy(scores, targets)
-    return ranking_metrics(scores, targets, k=5)
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when asked for; fp32 everywhere else (CPU bf16 is slower, not faster)."""
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
-@torch.no_grad()
-def validation_loss(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
-                    batch_size: int = 512) -> float:
-    """Mean cross-entropy of the evaluation scores against the targets (the selection tie-break)."""
-    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
-    total = 0.0
+def enable_tf32() -> None:
+    """TF32 tensor cores for fp32 matmuls and convolutions on CUDA (10-bit mantissa products)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def metric_sums(task: Task) -> RankingSums:
+    """The streaming accumulator of a task's metrics: accuracy for classes, MRR/HR/NDCG@5 otherwise."""
+    return AccuracySums() if task.kind is TaskKind.CLASS else RankingSums(k=5)
+
+
+def scored_batches(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
+                   batch_size: int = 512, limit: int | None = None,
+                   precision: str = "fp32") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(float scores, targets) of a split one batch at a time: memory is one batch of scores.
+
+    `limit` keeps the split's first `limit` instances (smoke runs at full size).
+    """
+    if limit is not None:
+        split = split.subset(np.arange(min(limit, len(split))))
+    inputs, targets = evaluation_pairs(task, *as_tensors(split, device, widen=False))
     for x, y in batches(inputs, targets, batch_size):
-        total += float(F.cross_entropy(score_fn(x).float(), y, reduction="sum"))
-    return total / max(1, len(targets))
+        with autocast(device, precision):
+            scores = score_fn(x)
+        yield scores.float(), y.long()
+
+
+@torch.no_grad()
+def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
+               batch_size: int = 512, limit: int | None = None, precision: str = "fp32") -> RankingSums:
+    """The metric sums of a split (see `scored_batches`)."""
+    sums = metric_sums(task)
+    for scores, y in scored_batches(task, split, score_fn, device, batch_size, limit, precision):
+        sums.add(scores, y)
+    return sums
+
+
+def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
+             batch_size: int = 512, limit: int | None = None, precision: str = "fp32") -> dict[str, float]:
+    """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
+    return accumulate(task, split, score_fn, device, batch_size, limit, precision).metrics()
+
+
+@torch.no_grad()
+def validation_score(task: Task, score_fn: ScoreFn, device: torch.device,
+                     config: TrainConfig) -> tuple[float, float]:
+    """The validation split's primary metric and mean cross-entropy (the selection tie-break),
+    from one pass over it."""
+    sums, loss = metric_sums(task), torch.zeros((), dtype=torch.float64, device=device)
+    for scores, y in scored_batches(task, task.valid, score_fn, device, config.eval_batch_size,
+                                    config.limit_eval_users, config.precision):
+        sums.add(scores, y)
+        loss += F.cross_entropy(scores, y, reduction="sum").double()
+    _, count = sums.result()
+    return sums.metrics()[task.primary_metric], float(loss) / max(count, 1)
 
 
 def improves(valid: float, loss: float | None, best_valid: float, best_loss: float | None) -> bool:
@@ -119,8 +165,11 @@ def fit(
     parameters = [p for p in parameters if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
-    inputs, targets = as_tensors(task.train, device)
+    inputs, targets = as_tensors(task.train, device, widen=False)
     n_batches = max(1, int(np.ceil(len(targets) / config.batch_size)))
+    if config.limit_train_batches is not None:
+        n_batches = min(n_batches, config.limit_train_batches)
+    settings = LossSettings(config.loss, config.negatives, config.sampler, config.loss_chunk_rows)
     log = FitLog(task=task.name)
     best_state, stale = None, 0
     started = time.perf_counter()
@@ -128,28 +177,30 @@ def fit(
                   disable=not progress, unit="epoch")
     for epoch in epochs:
         state.train()
-        total = 0.0
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
         for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator)):
+            if index == n_batches:
+                break
             if hooks.on_batch_start:
                 hooks.on_batch_start(index / max(1, n_batches - 1))
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(x, y)
+            with loss_settings(settings), autocast(device, config.precision):
+                loss = loss_fn(x, y)
             loss.backward()
             if hooks.after_backward:
                 hooks.after_backward()
             optimizer.step()
             if hooks.after_step:
                 hooks.after_step()
-            total += float(loss.detach())
+            total += loss.detach().float()
         state.eval()
         if validate is not None:  # one model, several tasks (MTL): no single loss to break ties
             valid, valid_loss = validate(), None
         else:
-            valid = evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric]
-            valid_loss = validation_loss(task, task.valid, score_fn, device, config.eval_batch_size)
-        log.epochs.append({"epoch": epoch + 1, "loss": total / n_batches, "valid": valid,
-                           "valid_loss": valid_loss})
-        epochs.set_postfix(loss=f"{total / n_batches:.4f}", valid=f"{valid:.4f}")
+            valid, valid_loss = validation_score(task, score_fn, device, config)
+        mean_loss = float(total) / n_batches
+        log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid, "valid_loss": valid_loss})
+        epochs.set_postfix(loss=f"{mean_loss:.4f}", valid=f"{valid:.4f}")
         if best_state is None or improves(valid, valid_loss, log.best_valid,
                                           None if math.isnan(log.best_valid_loss) else log.best_valid_loss):
             log.best_valid, log.best_epoch, stale = valid, epoch + 1, 0
