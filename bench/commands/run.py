@@ -26,8 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--use-tuned", action="store_true",
-                        help="apply each method's best parameters from its `bench tune` study")
+    parser.add_argument("--use-tuned", nargs="?", const=True, default=None, metavar="SOURCE",
+                        help="apply each method's best parameters from its `bench tune` study in "
+                             "<results>/studies/; `--use-tuned published`: the committed reference "
+                             "studies in <results>/tuning/; or a storage URL as for tune --storage")
     parser.add_argument("--seeds", help="repeat every method for these seeds, e.g. 0,1,2 (tables show mean ± std)")
     parser.add_argument("--orders", nargs="+", metavar="ORDER",
                         help="task orders to compare, e.g. 1,2,3,4,5,6 1,3,2,4,5,6; or 'all-permutations'")
@@ -42,7 +44,7 @@ def config_from_args(args: argparse.Namespace) -> dict:
     if getattr(args, "use_tuned", False):
         from bench.experiments import tuning
 
-        tuning.apply_tuned(data, args.results)
+        tuning.apply_tuned(data, args.results, None if args.use_tuned is True else args.use_tuned)
     return data
 
 

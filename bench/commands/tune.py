@@ -1,8 +1,12 @@
-"""`tune`: an Optuna study of one method's hyperparameters on the validation split."""
+"""`tune`: an Optuna study of one method's hyperparameters on the validation split.
+
+Several `tune` processes (on several machines) given the same `--storage` share one study.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 
 from tabulate import tabulate
 
@@ -20,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finished trials wanted in the study; a rerun only adds the missing ones (default: 50)")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     parser.add_argument("--study", help="study name (default: <dataset>-<method>, which run --use-tuned reads)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage shared by all workers: sqlite:///FILE.db, postgresql://..., "
+                             "mysql://..., or a journal file (journal:PATH or PATH.log) "
+                             "(default: <results>/studies/<study>.db)")
+    parser.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
+                        help="a database storage fails (and retries) a trial whose worker is silent for "
+                             "twice this long (default: 60)")
     add_settings_arguments(parser)  # base settings; searched parameters take precedence (see --fix)
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                         help="pin one searched parameter, e.g. --fix train.batch_size=128 (repeatable)")
@@ -32,11 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from bench.experiments import tuning
 
+    if args.heartbeat < 1:
+        raise BenchError(f"--heartbeat {args.heartbeat}: expected a positive number of seconds")
+    # `kill` (SIGTERM) fails the current trial and removes its folder, as Ctrl-C does
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     base = settings_from_args(args)
     study = tuning.tune(tuning.TuneSettings(
         method=args.method, base=base, trials=args.trials, root=args.results, name=args.study,
         seed=args.seed or 0, timeout=args.timeout, fixed=parse_fixed(args.fix),
-        startup_trials=args.startup_trials, quiet=args.quiet,
+        startup_trials=args.startup_trials, quiet=args.quiet, storage=args.storage,
+        heartbeat=args.heartbeat,
     ))
     print(summary(study))
     return 0
