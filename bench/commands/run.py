@@ -49,7 +49,11 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from bench.engine import distributed
+
     if (args.seeds or args.orders) and not args.resume:
+        if distributed.world_size_requested() > 1:
+            raise BenchError("--seeds/--orders under torchrun: start one torchrun per seed or order")
         return _sweep(args, config_from_args(args))
     from bench.config import build_run_config
     from bench.experiments.runner import prepare, run
@@ -59,19 +63,24 @@ def execute(args: argparse.Namespace) -> int:
     if args.resume:
         store = RunStore.open(args.resume, args.results)
         config = build_run_config(store.config)
+        distributed.init(config.device)  # every rank loads the checkpoint; rank 0 writes
     else:
         config = build_run_config(config_from_args(args))
         _, _, methods = prepare(config)  # fail on bad names or data before creating the run
         config.methods = methods
+        distributed.init(config.device)
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
-    print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
+    main = distributed.is_main()
+    if main:
+        print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
     try:
         records = run(config, store, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"interrupted; resume with: python -m bench run --resume {store.run_id}", file=sys.stderr)
+        if main:
+            print(f"interrupted; resume with: python -m bench run --resume {store.run_id}", file=sys.stderr)
         return 130
-    text = render_run(records, args.format, matrices=not args.no_matrices)
-    print(text)
+    if main:
+        print(render_run(records, args.format, matrices=not args.no_matrices))
     return 0
 
 

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
+from bench.engine import distributed
 from bench.engine.metrics import AccuracySums, RankingSums
 from bench.engine.objectives import evaluation_pairs
 from bench.engine.tasks import Task, TaskKind, TaskSplit
@@ -44,10 +45,13 @@ class FitLog:
 
 
 def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size: int,
-            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            generator: torch.Generator | None = None,
+            shard: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Minibatches in a random order; with `shard`, this rank's stride of them (distributed.py)."""
     n = len(split_targets)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
+    starts = list(range(0, n, batch_size))
+    for start in (distributed.shard(starts) if shard else starts):
         rows = order[start:start + batch_size].to(split_inputs.device)
         yield split_inputs[rows], split_targets[rows]
 
@@ -66,7 +70,7 @@ def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.de
                batch_size: int = 512) -> RankingSums:
     """Stream a split through `score_fn` one batch at a time: memory is one batch of scores."""
     sums = metric_sums(task)
-    inputs, targets = evaluation_pairs(task, *as_tensors(split, device))
+    inputs, targets = distributed.shard_rows(*evaluation_pairs(task, *as_tensors(split, device)))
     for x, y in batches(inputs, targets, batch_size):
         sums.add(score_fn(x).float(), y)
     return sums
@@ -75,7 +79,8 @@ def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.de
 def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
              batch_size: int = 512) -> dict[str, float]:
     """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
-    return accumulate(task, split, score_fn, device, batch_size).metrics()
+    sums = accumulate(task, split, score_fn, device, batch_size)
+    return sums.metrics(*distributed.reduce_sums(*sums.result()))  # rows are sharded across ranks
 
 
 def fit(
@@ -100,10 +105,11 @@ def fit(
     """
     hooks = hooks or TrainHooks()
     parameters = [p for p in parameters if p.requires_grad]
+    distributed.sync_start(state)
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
     inputs, targets = as_tensors(task.train, device)
-    n_batches = max(1, int(np.ceil(len(targets) / config.batch_size)))
+    n_batches = max(1, int(np.ceil(np.ceil(len(targets) / config.batch_size) / distributed.world_size())))
     log = FitLog(task=task.name)
     best_state, stale = None, 0
     started = time.perf_counter()
@@ -112,12 +118,13 @@ def fit(
     for epoch in epochs:
         state.train()
         total = 0.0
-        for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator)):
+        for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator, shard=True)):
             if hooks.on_batch_start:
                 hooks.on_batch_start(index / max(1, n_batches - 1))
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(x, y)
             loss.backward()
+            distributed.average_gradients(parameters)  # DDP's all-reduce mean, before any surgery
             if hooks.after_backward:
                 hooks.after_backward()
             optimizer.step()
@@ -125,6 +132,7 @@ def fit(
                 hooks.after_step()
             total += float(loss.detach())
         state.eval()
+        total = distributed.average(total)  # the epoch's loss over all ranks' batches
         valid = (validate() if validate is not None
                  else evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric])
         log.epochs.append({"epoch": epoch + 1, "loss": total / n_batches, "valid": valid})

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from bench.config import DEFAULT_ROOT
+from bench.engine import distributed
 from bench.errors import BenchError
 from bench.io import read_json, write_json, write_text, write_torch
 
@@ -67,12 +68,19 @@ class RunStore:
     # --- creation and lookup ---------------------------------------------------------------
     @classmethod
     def create(cls, config: dict, root: Path = DEFAULT_ROOT, run_id: str | None = None) -> "RunStore":
-        run_id = run_id or new_run_id(config)
+        """A new run directory; in a distributed run rank 0 makes it and every rank gets its id."""
+        run_id = distributed.broadcast_object(run_id or new_run_id(config))
         store = cls(Path(root) / "runs" / run_id)
-        if (store.directory / "config.json").exists():
-            raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
-        write_json(store.directory / "config.json", config)
-        write_json(store.directory / "environment.json", environment(config))
+        error = None
+        if distributed.is_main():
+            if (store.directory / "config.json").exists():
+                error = f"run '{run_id}' exists already; resume it with --resume {run_id}"
+            else:
+                write_json(store.directory / "config.json", config)
+                write_json(store.directory / "environment.json", environment(config))
+        error = distributed.broadcast_object(error)
+        if error:
+            raise BenchError(error)
         return store
 
     @classmethod
@@ -166,4 +174,5 @@ def environment(config: dict) -> dict:
         "cpu_threads": torch.get_num_threads(),
         "commit": git_commit(),
         "host_cpus": os.cpu_count(),
+        "world_size": distributed.world_size(),  # processes of a torchrun data-parallel run
     }
