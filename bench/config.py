@@ -8,7 +8,7 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.errors import BenchError
 
@@ -49,6 +49,18 @@ class TrainConfig:
     patience: int = 3  # epochs without validation gain before stopping
     eval_batch_size: int = 512
     first_task: FirstTaskSchedule = field(default_factory=FirstTaskSchedule)
+    # Next-item loss: "full" is the exact softmax over every item, computed in chunks of
+    # loss_chunk_rows positions (None: 256 MiB of logits per chunk); "sampled" is Conure's
+    # sampled softmax with logQ correction (negatives None: 20% of the items, as its code).
+    loss: Literal["full", "sampled"] = "full"
+    negatives: int | None = None
+    sampler: Literal["log_uniform", "popularity"] = "log_uniform"
+    loss_chunk_rows: int | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast applies on CUDA only
+    # Smoke runs at full size (Lightning's names): cap the batches of each epoch and the
+    # users (instances) of each evaluation; None = all.
+    limit_train_batches: int | None = None
+    limit_eval_users: int | None = None
 
     def for_task(self, first: bool) -> "TrainConfig":
         """The settings one task trains with: `first_task` overrides apply to the first task only."""

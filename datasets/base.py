@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from bench.config import from_dict
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset
+from bench.datasets.splitting import Tables
 
 
 @dataclass
@@ -29,12 +30,46 @@ class DatasetAdapter:
     def load(cls, options: Any, data_dir: Path | None) -> Dataset:
         raise NotImplementedError
 
+    @classmethod
+    def describe(cls, options: Any, data_dir: Path | None) -> tuple[Dataset | Tables, list[dict]]:
+        """What `bench data info` prints: the dataset (or its tables) and its per-task statistics."""
+        dataset = cls.load(options, data_dir)
+        return dataset, dataset.statistics()
+
+
+class TableAdapter(DatasetAdapter):
+    """An adapter that parses files into `Tables`; statistics come from them without splitting."""
+
+    @classmethod
+    def tables(cls, options: Any, data_dir: Path) -> Tables:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, options: Any, data_dir: Path | None) -> Dataset:
+        return cls.tables(options, Path(data_dir)).build()
+
+    @classmethod
+    def describe(cls, options: Any, data_dir: Path | None) -> tuple[Tables, list[dict]]:
+        tables = cls.tables(options, Path(data_dir))
+        return tables, tables.statistics()
+
 
 def load_dataset(name: str, options: dict | None = None, data_dir: str | Path | None = None) -> Dataset:
+    adapter, parsed, folder = _resolve(name, options, data_dir)
+    return adapter.load(parsed, folder)
+
+
+def describe_dataset(name: str, options: dict | None = None,
+                     data_dir: str | Path | None = None) -> tuple[Dataset | Tables, list[dict]]:
+    adapter, parsed, folder = _resolve(name, options, data_dir)
+    return adapter.describe(parsed, folder)
+
+
+def _resolve(name: str, options: dict | None, data_dir: str | Path | None):
     from bench.errors import BenchError
 
     adapter = DATASETS.get(name)
     parsed = from_dict(adapter.Options, options or {}, f"dataset_options ({adapter.registered_name})")
     if adapter.needs_data_dir and data_dir is None:
         raise BenchError(f"dataset '{adapter.registered_name}' needs --data-dir")
-    return adapter.load(parsed, Path(data_dir) if data_dir is not None else None)
+    return adapter, parsed, Path(data_dir) if data_dir is not None else None

@@ -28,11 +28,11 @@ import numpy as np
 from bench.errors import BenchError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
-from bench.datasets.base import DatasetAdapter
+from bench.datasets.base import TableAdapter
 from bench.datasets.cache import ArrayCache, cache_key
 from bench.datasets.item_index import ItemIndex
 from bench.datasets.movielens_formats import Ratings, detect, read
-from bench.datasets.splitting import TableTask, build_dataset, check_split_options
+from bench.datasets.splitting import TableTask, Tables, check_split_options
 
 PROFILE_TASKS = ("age", "gender", "occupation")
 
@@ -172,13 +172,13 @@ def load_tables(data_dir: Path, options: MovieLensOptions) -> tuple[dict[str, np
 
 
 @DATASETS.register("movielens")
-class MovieLens(DatasetAdapter):
+class MovieLens(TableAdapter):
     Options = MovieLensOptions
     needs_data_dir = True
     summary = "GroupLens ML-25M/1M/100K or RecBole files (next item, 2 item tasks, profiles if present)"
 
     @classmethod
-    def load(cls, options: MovieLensOptions, data_dir: Path | None) -> Dataset:
+    def tables(cls, options: MovieLensOptions, data_dir: Path) -> Tables:
         options.validate()
         arrays, meta, cache_state = load_tables(Path(data_dir), options)
         tasks = [TableTask(name, TaskKind(kind), arrays[f"rows_{number}"], arrays[f"targets_{number}"],
@@ -189,6 +189,6 @@ class MovieLens(DatasetAdapter):
         if empty:
             raise BenchError(f"movielens: no instances for {', '.join(empty)}; "
                              "lower min_len/min_future or like_threshold")
-        return build_dataset("movielens", len(arrays["item_ids"]), arrays["sequences"], tasks, options.split,
-                             options.valid_fraction, options.test_fraction, options.seed,
-                             info={"cache": cache_state, "source": meta["source"]})
+        return Tables("movielens", len(arrays["item_ids"]), arrays["sequences"], tasks, options.split,
+                      options.valid_fraction, options.test_fraction, options.seed,
+                      info={"cache": cache_state, "source": meta["source"]})

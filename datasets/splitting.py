@@ -12,12 +12,13 @@ schemes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
 from bench.errors import BenchError
-from bench.engine.tasks import Dataset, Task, TaskKind, TaskSplit
+from bench.engine.tasks import Dataset, Task, TaskKind, TaskSplit, distinct_items, statistics_row
 
 SPLITS = ("train", "valid", "test")
 
@@ -57,20 +58,58 @@ def user_assignment(n_users: int, seed: int, valid_fraction: float, test_fractio
     return np.where(draws < test_fraction, 2, np.where(draws < test_fraction + valid_fraction, 1, 0))
 
 
-def build_dataset(name: str, n_items: int, sequences: np.ndarray, tasks: list[TableTask],
-                  split: str = "reference", valid_fraction: float = 0.05, test_fraction: float = 0.15,
-                  seed: int = 0, info: dict | None = None) -> Dataset:
-    assignment = user_assignment(len(sequences), seed, valid_fraction, test_fraction) if split == "user" else None
-    built = []
-    for number, table in enumerate(tasks, start=1):
-        if assignment is None:
-            parts = reference_split(len(table.rows), np.random.default_rng([seed, number]),
-                                    valid_fraction, test_fraction)
-        else:
-            where = assignment[table.rows]
-            parts = {name_: np.flatnonzero(where == code) for code, name_ in enumerate(SPLITS)}
-        splits = {part: TaskSplit(sequences[table.rows[index]], table.targets[index])
-                  for part, index in parts.items()}
-        built.append(Task(table.name, table.kind, int(table.n_targets), **splits,
-                          description=table.description))
-    return Dataset(name, int(n_items), built, info=info or {})
+@dataclass
+class Tables:
+    """A dataset before splitting, as table-based adapters parse (and cache) it."""
+
+    name: str
+    n_items: int
+    sequences: np.ndarray
+    tasks: list[TableTask]
+    split: str = "reference"
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.15
+    seed: int = 0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def seq_len(self) -> int:
+        return self.sequences.shape[1]
+
+    def parts(self) -> Iterator[tuple[TableTask, dict[str, np.ndarray]]]:
+        """Each task with its instance indices per split."""
+        assignment = (user_assignment(len(self.sequences), self.seed, self.valid_fraction, self.test_fraction)
+                      if self.split == "user" else None)
+        for number, table in enumerate(self.tasks, start=1):
+            if assignment is None:
+                parts = reference_split(len(table.rows), np.random.default_rng([self.seed, number]),
+                                        self.valid_fraction, self.test_fraction)
+            else:
+                where = assignment[table.rows]
+                parts = {name: np.flatnonzero(where == code) for code, name in enumerate(SPLITS)}
+            yield table, parts
+
+    def build(self) -> Dataset:
+        sequences = self.sequences.astype(np.int32, copy=False)  # splits copy rows: half the memory of int64
+        built = []
+        for table, parts in self.parts():
+            splits = {part: TaskSplit(sequences[table.rows[index]], table.targets[index])
+                      for part, index in parts.items()}
+            built.append(Task(table.name, table.kind, int(table.n_targets), **splits,
+                              description=table.description))
+        return Dataset(self.name, int(self.n_items), built, info=self.info)
+
+    def statistics(self) -> list[dict]:
+        """Dataset.statistics() of `build()`, without copying any sequence (`bench data info`)."""
+        rows, all_items = [], None
+        for number, (table, parts) in enumerate(self.parts(), start=1):
+            users = np.unique(table.rows)
+            if len(users) == len(self.sequences):  # every user: the items of the whole matrix
+                all_items = all_items if all_items is not None else distinct_items([self.sequences], self.n_items)
+                n_inputs = all_items
+            else:
+                n_inputs = distinct_items((self.sequences[users[start:start + 100_000]]
+                                           for start in range(0, len(users), 100_000)), self.n_items)
+            rows.append(statistics_row(number, table.name, table.kind, n_inputs, table.n_targets,
+                                       [len(parts[name]) for name in SPLITS]))
+        return rows

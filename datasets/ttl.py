@@ -6,6 +6,7 @@ File names are those of the public release (as used by the TERACON scripts, unde
     T1 original_desen_pretrain.csv                  behaviour sequences (next item)
     T2 original_desen_finetune_click_nosuerID.csv   sequence ,, clicked item(s)
     T3 original_desen_finetune_like_nosuerID.csv    sequence ,, liked item(s)
+       (or `..._nouserID.csv`, the spelling the reference scripts read)
     T4 original_desen_age.csv                       sequence ,, age class
     T5 original_desen_gender.csv                    sequence ,, gender
     T6 original_desen_lifestatus.csv                sequence ,, life status
@@ -24,14 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
-from bench.datasets.base import DatasetAdapter
+from bench.datasets.base import TableAdapter
 from bench.datasets.cache import ArrayCache, cache_key
 from bench.datasets.item_index import ItemIndex
-from bench.datasets.splitting import TableTask, build_dataset, check_split_options
+from bench.datasets.splitting import TableTask, Tables, check_split_options
 from bench.datasets.ttl_parse import line_number, read_ttl
 
 TTL_FILES = [
@@ -71,14 +73,56 @@ class TTLOptions:
         check_split_options(self.split, self.valid_fraction, self.test_fraction, "ttl")
 
 
+# The release spells T2/T3 "nosuerID"; the runnable scripts of both reference codes read
+# "nouserID". Either spelling of a name is accepted.
+SPELLINGS = [("_nosuerID", "_nouserID"), ("_nouserID", "_nosuerID")]
+
+
+def spellings(name: str) -> list[str]:
+    """`name` first, then its other released spelling if it has one."""
+    return [name] + [name.replace(old, new) for old, new in SPELLINGS if old in name]
+
+
 def locate(data_dir: Path, names: list[str]) -> list[Path]:
-    """The files in data_dir or data_dir/ColdRec (the release's folder name)."""
+    """The files in data_dir or data_dir/ColdRec (the release's folder name), either spelling.
+
+    When some are missing, the error names the first missing file of the folder that holds
+    most of them (data_dir when it holds none).
+    """
+    found = {}
     for folder in (data_dir, data_dir / "ColdRec"):
-        if all((folder / name).is_file() for name in names):
-            return [folder / name for name in names]
-    missing = [name for name in names if not (data_dir / name).is_file()]
-    raise DataFormatError(data_dir / missing[0], None,
-                          f"file not found (ttl needs {', '.join(names)} in {data_dir} or {data_dir / 'ColdRec'})")
+        found[folder] = [next((folder / n for n in spellings(name) if (folder / n).is_file()), None)
+                         for name in names]
+        if all(found[folder]):
+            return found[folder]
+    folder = max(found, key=lambda f: sum(path is not None for path in found[f]))
+    if not any(found[folder]):
+        folder = data_dir
+    missing = next(name for name, path in zip(names, found[folder]) if path is None)
+    also = [n for n in spellings(missing) if n != missing]
+    raise DataFormatError(folder / missing, None,
+                          "file not found" + (f" (nor {also[0]})" if also else "")
+                          + f"; ttl needs {', '.join(names)} in {data_dir} or {data_dir / 'ColdRec'}")
+
+
+def write_release(dataset: Dataset, directory: Path, chunk: int = 100_000) -> list[Path]:
+    """Write a dataset as the six released files (T1 sequences; `sequence,,target` after),
+    e.g. a TTL-sized synthetic set, so the adapter can be checked at the release's size."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, task in zip(TTL_FILES, dataset.tasks):
+        path = directory / name
+        with open(path, "w") as handle:
+            for split in (task.train, task.valid, task.test):
+                for start in range(0, len(split), chunk):
+                    rows = pd.DataFrame(split.inputs[start:start + chunk])
+                    if task.kind is not TaskKind.NEXT_ITEM:
+                        rows[""] = ""  # the empty field that makes the ",," separator
+                        rows["target"] = split.targets[start:start + chunk]
+                    rows.to_csv(handle, header=False, index=False)
+        paths.append(path)
+    return paths
 
 
 def row_hashes(sequences: np.ndarray) -> np.ndarray:
@@ -187,13 +231,13 @@ def load_tables(data_dir: Path, options: TTLOptions) -> tuple[dict[str, np.ndarr
 
 
 @DATASETS.register("ttl")
-class TTL(DatasetAdapter):
+class TTL(TableAdapter):
     Options = TTLOptions
     needs_data_dir = True
     summary = "released TTL/ColdRec files (6 tasks: sequence, click, like, age, gender, life status)"
 
     @classmethod
-    def load(cls, options: TTLOptions, data_dir: Path | None) -> Dataset:
+    def tables(cls, options: TTLOptions, data_dir: Path) -> Tables:
         options.validate()
         arrays, meta, cache_state = load_tables(Path(data_dir), options)
         tasks = [
@@ -201,6 +245,6 @@ class TTL(DatasetAdapter):
                       meta["n_targets"][number - 1], f"{name} from {file}")
             for number, (name, kind, file) in enumerate(zip(options.names, options.kinds, options.files), start=1)
         ]
-        return build_dataset("ttl", len(arrays["item_ids"]), arrays["sequences"], tasks, options.split,
-                             options.valid_fraction, options.test_fraction, options.seed,
-                             info={"cache": cache_state, "n_t1_users": meta["n_t1_users"]})
+        return Tables("ttl", len(arrays["item_ids"]), arrays["sequences"], tasks, options.split,
+                      options.valid_fraction, options.test_fraction, options.seed,
+                      info={"cache": cache_state, "n_t1_users": meta["n_t1_users"]})

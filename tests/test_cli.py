@@ -116,3 +116,15 @@ def test_settings_for_an_unknown_method_are_an_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", "--set", "method_options.Conur.prune_ratio=0.5",
                            "--results", str(tmp_path))
     assert_one_line_error(code, err, "method_options", "unknown method 'Conur'")
+
+
+def test_smoke_limits_and_precision_are_recorded(capsys, tmp_path):
+    common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),
+              "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
+    assert run_cli(capsys, "run", *common, "--run-id", "smoke", "--limit-train-batches", "1",
+                   "--limit-eval-users", "5", "--precision", "bf16", "--set", "train.loss=sampled")[0] == 0
+    train = stored_config(tmp_path, "smoke")["train"]
+    assert (train["limit_train_batches"], train["limit_eval_users"], train["precision"]) == (1, 5, "bf16")
+    assert train["loss"] == "sampled" and train["sampler"] == "log_uniform"
+    code, _, err = run_cli(capsys, "run", *common, "--limit-eval-users", "0")
+    assert_one_line_error(code, err, "--limit-eval-users", "positive")

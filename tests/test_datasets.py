@@ -451,3 +451,77 @@ def test_method_defaults_name_real_methods_and_options(dataset):
         cls = METHODS.get(method)
         assert cls.registered_name == method
         from_dict(cls.Options, options)  # raises on an option the method does not have
+
+
+def test_synthetic_generator_at_a_moderate_size():
+    """Shapes, id ranges and split layout of a larger generation (TTL size is a benchmark)."""
+    from bench.datasets.synthetic import SyntheticOptions, generate
+
+    options = SyntheticOptions(n_users=20000, n_items=5000, seq_len=50, seed=1)
+    data = generate(options)
+    again = generate(SyntheticOptions(n_users=20000, n_items=5000, seq_len=50, seed=1))
+    sizes = {"test": 2000, "valid": 2000, "train": 16000}
+    for task, same in zip(data.tasks, again.tasks):
+        rounds = options.targets_per_user if task.kind.value == "item" else 1
+        for name, size in sizes.items():
+            split = task.split(name)
+            assert split.inputs.shape == (size * rounds, 50) and len(split.targets) == size * rounds
+            assert split.inputs.dtype == np.int32 and 0 <= split.inputs.min() and split.inputs.max() <= 5000
+            assert 0 <= split.targets.min() and split.targets.max() < task.output_size
+            assert np.array_equal(split.inputs, same.split(name).inputs)
+            assert np.array_equal(split.targets, same.split(name).targets)
+    first = data.tasks[0].train
+    assert (first.inputs[:, 25:] > 0).all()  # at least half of every sequence is real items
+    assert (first.inputs[:, 0] == 0).mean() > 0.5  # most sequences are left padded
+    assert np.array_equal(first.targets, first.inputs[:, -1])
+    # the same users in the same order in every one-row-per-user task, twice over in T2/T3
+    assert np.array_equal(data.tasks[3].train.inputs, first.inputs)
+    assert np.array_equal(data.tasks[1].train.inputs, np.concatenate([first.inputs] * 2))
+    test_users = {row.tobytes() for row in data.tasks[0].test.inputs}
+    assert not test_users & {row.tobytes() for row in first.inputs[:2000]}
+
+
+def test_ttl_accepts_both_spellings_and_names_the_missing_file(tmp_path, capsys):
+    root = ttl_release(tmp_path)
+    folder = root / "ColdRec"
+    for name in TTL_FILES[1:3]:
+        (folder / name).rename(folder / name.replace("nosuerID", "nouserID"))
+    reference = load_dataset("ttl", {"cache": False}, root)
+    assert [len(task.train) for task in reference.tasks[1:3]] > [0, 0]
+    (folder / TTL_FILES[2].replace("nosuerID", "nouserID")).unlink()
+    with pytest.raises(DataFormatError) as error:
+        load_dataset("ttl", {"cache": False}, root)
+    message = str(error.value)
+    assert str(folder / TTL_FILES[2]) in message and "nouserID" in message
+    (folder / TTL_FILES[5]).unlink()  # the first missing file is named, in the folder that has the rest
+    assert main(["data", "info", "ttl", "--data-dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(folder / TTL_FILES[2]) in err
+
+
+def test_ttl_reads_an_export_in_the_released_names(tmp_path):
+    from bench.datasets.synthetic import SyntheticOptions, generate
+    from bench.datasets.ttl import write_release
+
+    data = generate(SyntheticOptions(n_users=300, n_items=50, seq_len=10))
+    write_release(data, tmp_path / "ColdRec")
+    loaded = load_dataset("ttl", {"cache": False}, tmp_path)
+    sequences = np.concatenate([data.tasks[0].split(s).inputs for s in ("train", "valid", "test")])
+    assert loaded.n_items == len(np.unique(sequences[sequences > 0]))
+    for original, task in zip(data.tasks, loaded.tasks):
+        assert task.kind == original.kind
+        total = sum(len(original.split(s)) for s in ("train", "valid", "test"))
+        assert sum(len(task.split(s)) for s in ("train", "valid", "test")) == total
+
+
+@pytest.mark.parametrize("split", ["reference", "user"])
+def test_statistics_from_tables_equal_those_of_the_built_dataset(tmp_path, split):
+    from bench.datasets.ttl import TTL, TTLOptions
+
+    root = ttl_release(tmp_path)
+    path = root / "ColdRec" / TTL_FILES[3]
+    _corrupt(path, 2, _foreign(path.read_text().splitlines()[1]) + ",,1")  # a user only T4 has
+    tables = TTL.tables(TTLOptions(split=split, require_t1_users=False), root)
+    expected = tables.build().statistics()
+    assert tables.statistics() == expected
+    assert expected[0]["|X|"] > 0 and expected[3]["instances"] > 0

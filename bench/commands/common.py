@@ -27,6 +27,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="directory holding the dataset's files")
     parser.add_argument("--seed", type=int, help="random seed (default: 0)")
     parser.add_argument("--epochs", type=int, help="maximum epochs per task (shortcut for --set train.epochs=N)")
+    parser.add_argument("--limit-train-batches", type=int, metavar="N",
+                        help="train on at most N batches per epoch (smoke runs; train.limit_train_batches)")
+    parser.add_argument("--limit-eval-users", type=int, metavar="N",
+                        help="evaluate on the first N users of each split (train.limit_eval_users)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"],
+                        help="bf16 autocast on CUDA (train.precision; default fp32)")
     parser.add_argument("--config", help="JSON or TOML file of settings (see config.json of any run)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set backbone.embedding_dim=32 (repeatable)")
@@ -44,8 +50,13 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         "device": getattr(args, "device", None),
     }
     data.update({key: value for key, value in shortcuts.items() if value is not None})
-    if args.epochs is not None:
-        data.setdefault("train", {})["epochs"] = args.epochs
+    train_shortcuts = {"epochs": args.epochs, "limit_train_batches": args.limit_train_batches,
+                       "limit_eval_users": args.limit_eval_users, "precision": args.precision}
+    for key, value in train_shortcuts.items():
+        if value is not None:
+            if key.startswith("limit") and value < 1:
+                raise BenchError(f"--{key.replace('_', '-')}: expected a positive number, got {value}")
+            data.setdefault("train", {})[key] = value
     for assignment in args.set:
         apply_override(data, assignment)
     return data

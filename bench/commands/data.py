@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from bench.errors import BenchError
 from bench.registry import DATASETS
-from bench.datasets.base import load_dataset
+from bench.datasets.base import describe_dataset
 from bench.datasets.grouplens import RELEASES, fetch
 
 NAME = "data"
@@ -38,9 +38,9 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     DATASETS.get(args.dataset)  # unknown names fail before any loading
     options = _options(args.options)
-    dataset = load_dataset(args.dataset, options, args.data_dir)
+    dataset, statistics = describe_dataset(args.dataset, options, args.data_dir)
     rows = [[row["task"], row["name"], row["kind"], f"{row['instances']:,}", f"{row['|X|']:,}",
-             f"{row['|Y|']:,}", row["train/valid/test"]] for row in dataset.statistics()]
+             f"{row['|Y|']:,}", row["train/valid/test"]] for row in statistics]
     headers = ["task", "name", "kind", "instances", "|X|", "|Y|", "train/valid/test"]
     print(f"{dataset.name}: {dataset.n_items:,} input items, sequence length {dataset.seq_len}"
           + "".join(f", {key} {value}" for key, value in dataset.info.items() if isinstance(value, (str, int))))

@@ -55,7 +55,8 @@ class MethodContext:
         While tuning that split is "valid", so no reported number ever reads the test split.
         """
         split = split or self.eval_split
-        return evaluate(task, task.split(split), score_fn, self.device, self.train.eval_batch_size)
+        return evaluate(task, task.split(split), score_fn, self.device, self.train.eval_batch_size,
+                        self.train.limit_eval_users, self.train.precision)
 
     def fit_model(self, task: Task, encoder: nn.Module, head: nn.Module, parameters=None,
                   description: str = "") -> FitLog:

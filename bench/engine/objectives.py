@@ -2,18 +2,93 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from bench.engine.backbone import TiedItemHead
+
+from bench.engine.softmax import chunked_cross_entropy, log_uniform_probabilities, sampled_cross_entropy
 from bench.engine.tasks import Task, TaskKind
 
 
+@dataclass
+class LossSettings:
+    """How next-item losses are computed while one `fit` runs (from TrainConfig's loss fields).
+
+    "full" is the exact softmax over every item, in chunks of `chunk_rows` rows (None: by a
+    fixed memory budget); "sampled" is Conure's sampled softmax with `negatives` classes
+    (None: 20% of the items, as its generator_prune_t1.py) drawn by `sampler`.
+    """
+
+    loss: str = "full"
+    negatives: int | None = None
+    sampler: str = "log_uniform"
+    chunk_rows: int | None = None
+    _probabilities: dict = field(default_factory=dict, repr=False)
+
+    def probabilities(self, task: Task, n_classes: int, device: torch.device) -> torch.Tensor:
+        """The sampler's distribution over output ids (0 = padding, never drawn), cached per task."""
+        key = (task.name, n_classes, str(device))
+        if key not in self._probabilities:
+            if self.sampler == "popularity":  # item frequency in the task's training sequences
+                counts = np.bincount(task.train.inputs.ravel(), minlength=n_classes)[:n_classes]
+                p = torch.from_numpy(counts).double()
+            elif self.sampler == "log_uniform":  # Zipf over ids 1..n, as TF's default sampler
+                p = torch.cat([torch.zeros(1, dtype=torch.float64),
+                               log_uniform_probabilities(n_classes - 1).double()])
+            else:
+                raise ValueError(f"unknown sampler {self.sampler!r}")
+            p[0] = 0.0
+            self._probabilities[key] = (p / p.sum()).float().to(device)
+        return self._probabilities[key]
+
+
+_SETTINGS: ContextVar[LossSettings] = ContextVar("loss_settings", default=LossSettings())
+
+
+@contextmanager
+def loss_settings(settings: LossSettings) -> Iterator[None]:
+    """Use `settings` for every `training_loss` inside the block (the fit loop sets the run's)."""
+    token = _SETTINGS.set(settings)
+    try:
+        yield
+    finally:
+        _SETTINGS.reset(token)
+
+
+def head_parameters(head) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight (classes x d) and bias of a linear output layer, for the chunked losses."""
+    if isinstance(head, TiedItemHead):
+        return head.embedding.weight, head.bias
+    if isinstance(head, nn.Linear) and head.bias is not None:
+        return head.weight, head.bias
+    raise TypeError(f"next-item loss needs a linear head with bias, got {type(head).__name__}")
+
+
 def training_loss(task: Task, hidden: torch.Tensor, head, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Next-item: predict every next item (as NextItNet does); others: predict from the last state."""
+    """Next-item: predict every next item (as NextItNet does); others: predict from the last state.
+
+    The next-item softmax spans the whole item vocabulary at every position, so it is
+    computed in bounded memory (see bench.engine.softmax) over the non-padding positions only.
+    """
     if task.kind is TaskKind.NEXT_ITEM:
-        logits = head(hidden[:, :-1])
-        next_items = inputs[:, 1:].masked_fill(inputs[:, :-1] == 0, 0)
-        return F.cross_entropy(logits.flatten(0, 1), next_items.flatten(), ignore_index=0)
+        next_items = inputs[:, 1:].masked_fill(inputs[:, :-1] == 0, 0).flatten()
+        rows = (next_items != 0).nonzero().squeeze(1)
+        states, next_items = hidden[:, :-1].flatten(0, 1)[rows], next_items[rows]
+        weight, bias = head_parameters(head)
+        settings = _SETTINGS.get()
+        if settings.loss == "sampled":
+            negatives = settings.negatives or max(1, int(0.2 * len(weight)))
+            return sampled_cross_entropy(states, weight, bias, next_items,
+                                         settings.probabilities(task, len(weight), states.device), negatives)
+        return chunked_cross_entropy(states, weight, bias, next_items, settings.chunk_rows)
     return F.cross_entropy(head(hidden[:, -1]), targets)
 
 

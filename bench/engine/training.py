@@ -6,6 +6,7 @@ surgery); the hooks let them say so without rewriting the loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from bench.config import TrainConfig
 from bench.engine import distributed
 from bench.engine.metrics import AccuracySums, RankingSums
-from bench.engine.objectives import evaluation_pairs
+from bench.engine.objectives import LossSettings, evaluation_pairs, loss_settings
 from bench.engine.tasks import Task, TaskKind, TaskSplit
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -57,7 +58,21 @@ def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size:
 
 
 def as_tensors(split: TaskSplit, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(split.inputs).to(device), torch.from_numpy(split.targets).to(device))
+    """A split on the device as int64 (indices for embeddings and gathers; the split may be int32)."""
+    return (torch.from_numpy(split.inputs).to(device).long(), torch.from_numpy(split.targets).to(device))
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when asked for; fp32 everywhere else (CPU bf16 is slower, not faster)."""
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def enable_tf32() -> None:
+    """TF32 tensor cores for fp32 matmuls and convolutions on CUDA (10-bit mantissa products)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def metric_sums(task: Task) -> RankingSums:
@@ -67,19 +82,26 @@ def metric_sums(task: Task) -> RankingSums:
 
 @torch.no_grad()
 def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
-               batch_size: int = 512) -> RankingSums:
-    """Stream a split through `score_fn` one batch at a time: memory is one batch of scores."""
+               batch_size: int = 512, limit: int | None = None, precision: str = "fp32") -> RankingSums:
+    """Stream a split through `score_fn` one batch at a time: memory is one batch of scores.
+
+    `limit` keeps the split's first `limit` instances (smoke runs at full size).
+    """
     sums = metric_sums(task)
+    if limit is not None:
+        split = split.subset(np.arange(min(limit, len(split))))
     inputs, targets = distributed.shard_rows(*evaluation_pairs(task, *as_tensors(split, device)))
     for x, y in batches(inputs, targets, batch_size):
-        sums.add(score_fn(x).float(), y)
+        with autocast(device, precision):
+            scores = score_fn(x)
+        sums.add(scores.float(), y)
     return sums
 
 
 def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
-             batch_size: int = 512) -> dict[str, float]:
+             batch_size: int = 512, limit: int | None = None, precision: str = "fp32") -> dict[str, float]:
     """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
-    sums = accumulate(task, split, score_fn, device, batch_size)
+    sums = accumulate(task, split, score_fn, device, batch_size, limit, precision)
     return sums.metrics(*distributed.reduce_sums(*sums.result()))  # rows are sharded across ranks
 
 
@@ -110,6 +132,9 @@ def fit(
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
     inputs, targets = as_tensors(task.train, device)
     n_batches = max(1, int(np.ceil(np.ceil(len(targets) / config.batch_size) / distributed.world_size())))
+    if config.limit_train_batches is not None:
+        n_batches = min(n_batches, config.limit_train_batches)
+    settings = LossSettings(config.loss, config.negatives, config.sampler, config.loss_chunk_rows)
     log = FitLog(task=task.name)
     best_state, stale = None, 0
     started = time.perf_counter()
@@ -117,12 +142,15 @@ def fit(
                   disable=not progress, unit="epoch")
     for epoch in epochs:
         state.train()
-        total = 0.0
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
         for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator, shard=True)):
+            if index == n_batches:
+                break
             if hooks.on_batch_start:
                 hooks.on_batch_start(index / max(1, n_batches - 1))
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(x, y)
+            with loss_settings(settings), autocast(device, config.precision):
+                loss = loss_fn(x, y)
             loss.backward()
             distributed.average_gradients(parameters)  # DDP's all-reduce mean, before any surgery
             if hooks.after_backward:
@@ -130,13 +158,15 @@ def fit(
             optimizer.step()
             if hooks.after_step:
                 hooks.after_step()
-            total += float(loss.detach())
+            total += loss.detach().float()
         state.eval()
         total = distributed.average(total)  # the epoch's loss over all ranks' batches
         valid = (validate() if validate is not None
-                 else evaluate(task, task.valid, score_fn, device, config.eval_batch_size)[task.primary_metric])
-        log.epochs.append({"epoch": epoch + 1, "loss": total / n_batches, "valid": valid})
-        epochs.set_postfix(loss=f"{total / n_batches:.4f}", valid=f"{valid:.4f}")
+                 else evaluate(task, task.valid, score_fn, device, config.eval_batch_size,
+                               config.limit_eval_users, config.precision)[task.primary_metric])
+        mean_loss = float(total) / n_batches
+        log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid})
+        epochs.set_postfix(loss=f"{mean_loss:.4f}", valid=f"{valid:.4f}")
         if best_state is None or valid > log.best_valid:
             log.best_valid, log.best_epoch, stale = valid, epoch + 1, 0
             best_state = copy.deepcopy(state.state_dict())

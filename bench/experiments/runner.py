@@ -24,7 +24,7 @@ from bench.results.store import MethodRecord, RunStore
 from bench.engine.tasks import Dataset, Task
 from bench.engine.context import MethodContext
 from bench.engine import distributed
-from bench.engine.training import evaluate
+from bench.engine.training import enable_tf32, evaluate
 from bench.datasets.base import load_dataset
 
 def resolve_order(order: list[int] | None, n_tasks: int) -> list[int]:
@@ -64,6 +64,8 @@ def run(config: RunConfig, store: RunStore, progress: bool = True,
     dataset, tasks, methods = prepare(config)
     device = distributed.device(resolve_device(config.device))
     progress = progress and distributed.is_main()
+    if device.type == "cuda":
+        enable_tf32()
     context = MethodContext(
         n_items=dataset.n_items, backbone=config.backbone, train=config.train, device=device,
         seed=config.seed, cache_dir=store.cache_dir, progress=progress, first_task=tasks[0],
@@ -116,7 +118,8 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         seconds = time.perf_counter() - started
         scores = {
             tasks[p].name: evaluate(tasks[p], tasks[p].split(config.eval_split), partial(method.scores, tasks[p]),
-                                    context.device, context.train.eval_batch_size)
+                                    context.device, context.train.eval_batch_size,
+                                    context.train.limit_eval_users, context.train.precision)
             for p in method.scored_positions(seen, positions)
         }
         record.steps.append({
