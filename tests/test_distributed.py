@@ -123,3 +123,15 @@ def test_averaged_gradients_train_like_one_process_with_the_global_batch(tmp_pat
     for a, b in zip(two["log"], one["log"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["valid"] == pytest.approx(b["valid"], rel=1e-4)
     assert two["metrics"] == pytest.approx(one["metrics"], rel=1e-6)  # sharded rows, summed metrics
+
+
+def test_shards_cover_every_batch_and_give_every_rank_as_many(monkeypatch):
+    from bench.engine import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    shards = []
+    for rank in range(3):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        shards.append(distributed.shard(list(range(7))))
+    assert shards == [[0, 3, 6], [1, 4, 0], [2, 5, 1]]  # padded by wrapping round, as DistributedSampler
+    assert sorted(set(sum(shards, []))) == list(range(7))

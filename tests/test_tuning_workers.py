@@ -121,6 +121,14 @@ def test_published_study_is_never_written(root, capsys):
     assert main(tune_args(root, str(published), trials=1)) == 2
     assert "published reference study" in capsys.readouterr().err
     assert not published.exists()
+    # a fresh clone holds the published study; the README's plain `tune` runs new trials beside it
+    study = tuning.open_study(published, "synthetic-SinMoAll", create=True)
+    study.enqueue_trial({"train.lr": 1e-3})
+    before = published.read_bytes()
+    argv = [arg for arg in tune_args(root, "x", trials=1) if arg not in ("--study", "shared", "--storage", "x")]
+    assert main(argv) == 0
+    assert published.read_bytes() == before
+    assert len(tuning.open_study(root / "studies" / "synthetic-SinMoAll.db", "synthetic-SinMoAll").trials) == 1
 
 
 def test_storage_spellings():
