@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -107,7 +106,7 @@ def test_journal_storage_fails_trials_of_dead_local_workers(root):
     dead.wait()
     study = tuning.open_study(storage, "shared", create=True)
     trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
+    trial.set_user_attr("worker", f"{tuning._machine()}:{dead.pid}")
     assert main(tune_args(root, storage, trials=2)) == 0
     study = tuning.open_study(f"journal:{storage}", "shared")
     counts = Counter(t.state.name for t in study.trials)

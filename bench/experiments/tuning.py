@@ -228,7 +228,7 @@ def make_objective(settings: TuneSettings):
             raise SurplusTrial(f"trial {trial.number} is one too many for --trials {settings.trials}")
         if not seeded:  # seed from the first trial's number: one worker reproduces, two differ
             trial.study.sampler, seeded = make_sampler(settings, trial.number), True
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", f"{_machine()}:{os.getpid()}")
         params = method_cls.search_space(trial)
         trial.set_user_attr("params", params)
         data = apply_params(copy.deepcopy(settings.base), settings.method, params)
@@ -328,10 +328,10 @@ def fail_dead_local_trials(study) -> None:
     storage has no heartbeat, and a relational one only fails them after the grace period."""
     from optuna.trial import TrialState
 
-    host = socket.gethostname()
+    machine = _machine()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        worker_machine, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_machine == machine and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             try:
                 study.tell(trial.number, state=TrialState.FAIL)
             except (RuntimeError, ValueError):
@@ -345,6 +345,15 @@ def clean_stale_trial_dirs() -> None:
         pid = path.name[len(TRIAL_PREFIX):].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _machine() -> str:
+    """Host name and PID namespace: containers that share a host name see different pids."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}"
 
 
 def _alive(pid: int) -> bool:
