@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from bench.config import BackboneConfig
+from bench.engine import softmax
 from bench.engine.backbone import NextItNet, TiedItemHead
 from bench.engine.objectives import LossSettings, evaluation_scores, loss_settings, training_loss
 from bench.engine.tasks import Task, TaskKind, TaskSplit
@@ -109,7 +110,11 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny shapes (checks the script on a CPU)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--chunk-logits", type=int, help="logits per chunk of the exact loss (default: softmax.CHUNK_LOGITS)")
+    parser.add_argument("--only", help="run only the cases whose row contains this text, e.g. 'full'")
     args = parser.parse_args()
+    if args.chunk_logits:
+        softmax.CHUNK_LOGITS[args.device.split(":")[0]] = args.chunk_logits
     device = torch.device(args.device)
     shape = SMALL if args.small else TTL
     if device.type == "cuda":
@@ -122,6 +127,8 @@ def main() -> None:
     cases += [("eval", 256, 512, "-", "fp32"), ("eval", 256, 512, "-", "bf16")]
     for name, dim, batch, loss, precision in cases:
         dim //= shape["dim_scale"]
+        if args.only and args.only not in f"| {name} | {dim} | {batch} | {loss} | {precision} |":
+            continue
         try:
             if name == "eval":
                 speed, peak = eval_case(shape, dim, batch, precision, device)

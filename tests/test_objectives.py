@@ -108,3 +108,20 @@ def test_log_q_correction_is_applied():
         assert (loss.item() == pytest.approx(uncorrected, rel=1e-5)) is uniform
     probabilities = log_uniform_probabilities(1000)
     assert probabilities.sum().item() == pytest.approx(1.0, rel=1e-5) and probabilities[0] > probabilities[-1]
+
+
+def test_chunked_loss_under_bf16_autocast_is_close_to_fp32():
+    torch.manual_seed(5)
+    hidden = torch.randn(12, 16, requires_grad=True)
+    weight = torch.randn(40, 16, requires_grad=True)
+    bias = torch.randn(40, requires_grad=True)
+    targets = torch.randint(0, 40, (12,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = chunked_cross_entropy(hidden, weight, bias, targets, rows=5)
+    loss.backward()
+    reference = F.cross_entropy(hidden @ weight.T + bias, targets)
+    expected = torch.autograd.grad(reference, [hidden, weight, bias])
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(reference.item(), rel=3e-2)
+    for got, want in zip((hidden.grad, weight.grad, bias.grad), expected):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=5e-2, atol=2e-2)

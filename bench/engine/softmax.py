@@ -15,8 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-# Logits computed at once by the chunked loss: 2**26 floats = 256 MiB per chunk in fp32.
-CHUNK_LOGITS = 2**26
+# Logits computed at once by the chunked loss: 256 MiB of fp32 logits per chunk on a CPU,
+# 1 GiB on a GPU, where fewer, larger chunks read the item table fewer times.
+CHUNK_LOGITS = {"cpu": 2**26, "cuda": 2**28}
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
@@ -28,6 +29,16 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, rows):
+        ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype)
+        device = hidden.device.type
+        if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):
+            compute = torch.get_autocast_dtype(device)  # cast the item table once, not per chunk
+            hidden, weight, bias = hidden.to(compute), weight.to(compute), bias.to(compute)
+        with torch.autocast(device, enabled=False):
+            return _ChunkedCrossEntropy._forward(ctx, hidden, weight, bias, targets, rows)
+
+    @staticmethod
+    def _forward(ctx, hidden, weight, bias, targets, rows):
         n = len(targets)
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_h = torch.zeros(hidden.shape, dtype=torch.float32, device=hidden.device) if need_h else None
@@ -36,7 +47,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, n, rows):
             h, t = hidden[start:start + rows], targets[start:start + rows]
-            logits = torch.addmm(bias, h, weight.T).float()  # matmul in the autocast dtype, if any
+            logits = torch.addmm(bias, h, weight.T).float()
             lse = torch.logsumexp(logits, dim=1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
             if need_h or need_w or need_b:
@@ -46,13 +57,12 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
                 if need_h:
                     grad_h[start:start + rows] = probs.to(weight.dtype) @ weight
                 if need_w:
-                    grad_w += probs.T.to(h.dtype) @ h
+                    grad_w += (probs.T.to(h.dtype) @ h).float()
                 if need_b:
                     grad_b += probs.sum(dim=0)
             del logits
         ctx.save_for_backward(*(g for g in (grad_h, grad_w, grad_b) if g is not None))
         ctx.grads = (grad_h is not None, grad_w is not None, grad_b is not None)
-        ctx.dtypes = (hidden.dtype, weight.dtype, bias.dtype)
         return total / max(n, 1)
 
     @staticmethod
@@ -63,9 +73,10 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         return (*grads, None, None)
 
 
-def chunk_rows(n_classes: int, rows: int | None = None) -> int:
+def chunk_rows(n_classes: int, device: torch.device, rows: int | None = None) -> int:
     """Rows per chunk: as given, else as many as keep one chunk of logits under CHUNK_LOGITS."""
-    return max(1, rows if rows else CHUNK_LOGITS // max(n_classes, 1))
+    budget = CHUNK_LOGITS["cuda" if device.type == "cuda" else "cpu"]
+    return max(1, rows if rows else budget // max(n_classes, 1))
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -73,7 +84,7 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torc
     """Exact `F.cross_entropy(hidden @ weight.T + bias, targets)` with one chunk of logits in memory."""
     if not torch.is_grad_enabled():
         hidden, weight, bias = hidden.detach(), weight.detach(), bias.detach()
-    return _ChunkedCrossEntropy.apply(hidden, weight, bias, targets, chunk_rows(len(weight), rows))
+    return _ChunkedCrossEntropy.apply(hidden, weight, bias, targets, chunk_rows(len(weight), hidden.device, rows))
 
 
 def log_uniform_probabilities(n_classes: int, device=None) -> torch.Tensor:
