@@ -106,14 +106,37 @@ def _fit_on_rank(rank: int, world: int, port: int, out: str) -> None:
     torch.manual_seed(0)
     log = context.fit_model(task, encoder, head)
     metrics = context.evaluate(task, lambda x: evaluation_scores(task, encoder(x), head), "test")
-    if rank == 0:
-        torch.save({"state": torch.nn.ModuleList([encoder, head]).state_dict(), "log": log.epochs,
-                    "metrics": metrics}, out)
-    if world > 1:
+    result = {"state": torch.nn.ModuleList([encoder, head]).state_dict(), "log": log.epochs, "metrics": metrics}
+    if world > 1:  # whole runs of methods with gradient surgery keep the ranks in lockstep
+        result["lockstep"] = _run_methods(["Conure", "TERACON"], Path(out).parent)
         dist.destroy_process_group()
+    if rank == 0:
+        torch.save(result, out)
 
 
-def test_averaged_gradients_train_like_one_process_with_the_global_batch(tmp_path):
+def _run_methods(methods: list[str], root: Path) -> bool:
+    from bench.config import build_run_config
+    from bench.experiments import runner
+    from bench.methods.base import ContinualMethod
+    from bench.results.store import RunStore
+
+    built = {}
+    build = ContinualMethod.build.__func__
+    ContinualMethod.build = classmethod(lambda cls, context, options=None: built.setdefault(
+        cls.__name__, build(cls, context, options)))
+    config = build_run_config({
+        "methods": methods, "device": "cpu", "train": {"epochs": 2, "batch_size": 8},
+        "dataset_options": {"n_users": 40, "n_items": 30, "target_items": [8], "classes": [3]},
+        "backbone": {"embedding_dim": 8, "dilations": [1]}})
+    runner.run(config, RunStore.create(config.to_dict(), root, "lockstep"), progress=False)
+    mine = {name: [t.clone() for t in method.state_dict().values()] for name, method in built.items()}
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    return sorted(mine) == methods and all(
+        all(torch.equal(a, b) for a, b in zip(other[name], mine[name])) for other in every for name in mine)
+
+
+def test_averaged_gradients_train_like_one_process_with_the_global_batch_and_ranks_stay_in_lockstep(tmp_path):
     port = 29500 + os.getpid() % 1000
     mp.spawn(_fit_on_rank, args=(2, port, str(tmp_path / "two.pt")), nprocs=2)
     _fit_on_rank(0, 1, port, str(tmp_path / "one.pt"))
@@ -123,6 +146,7 @@ def test_averaged_gradients_train_like_one_process_with_the_global_batch(tmp_pat
     for a, b in zip(two["log"], one["log"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4) and a["valid"] == pytest.approx(b["valid"], rel=1e-4)
     assert two["metrics"] == pytest.approx(one["metrics"], rel=1e-6)  # sharded rows, summed metrics
+    assert two["lockstep"]  # Conure and TERACON end with identical weights and masks on both ranks
 
 
 def test_shards_cover_every_batch_and_give_every_rank_as_many(monkeypatch):
