@@ -11,7 +11,9 @@ How the loop uses them (bench/engine/training.py):
 - `average_gradients` right after `loss.backward()` is what DistributedDataParallel does
   (an all-reduce mean of every trainable gradient); it is explicit rather than a DDP
   wrapper because methods build and replace modules between and inside tasks, and their
-  gradient surgery (HAT, Conure, TERACON hooks) must see the averaged gradient;
+  gradient surgery (HAT, Conure, TERACON hooks) must see the averaged gradient; which
+  gradients exist is agreed first (a tiny all-reduce), so a parameter no rank touched keeps
+  grad None and Adam skips it, as in one process;
 - `sync_start` at the start of every fit gives all ranks rank 0's weights and RNG state,
   so modules a method built since are identical everywhere;
 - evaluation scores rows `shard`ed across ranks and all-reduces the metric sums.
