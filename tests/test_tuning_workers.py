@@ -156,3 +156,14 @@ def test_use_tuned_reads_your_studies_or_the_published_one_untouched(tmp_path):
     args = build_parser().parse_args(["run", "--methods", "TERACON", "--use-tuned", "--results", str(tmp_path)])
     with pytest.raises(BenchError, match="use-tuned published"):
         config_from_args(args)  # your own studies: none yet
+
+
+def test_a_trial_started_at_the_same_instant_as_the_last_one_is_dropped(root):
+    """Two workers may both see one free slot; the trial with the higher number gives way."""
+    study = tuning.open_study(root / "s.db", "shared", create=True)
+    study.ask()  # the other worker's trial, still running
+    late = study.ask()
+    settings = tuning.TuneSettings(method="SinMoAll", base={}, trials=1, root=root)
+    with pytest.raises(tuning.SurplusTrial):
+        tuning.make_objective(settings)(late)
+    assert late.user_attrs["surplus"] and not list((root / "tmp").glob("bench-trial-*"))
