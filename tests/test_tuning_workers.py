@@ -106,7 +106,7 @@ def test_journal_storage_fails_trials_of_dead_local_workers(root):
     dead.wait()
     study = tuning.open_study(storage, "shared", create=True)
     trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
-    trial.set_user_attr("worker", f"{tuning._machine()}:{dead.pid}")
+    trial.set_user_attr("worker", tuning.worker_id(trial.number, dead.pid))
     assert main(tune_args(root, storage, trials=2)) == 0
     study = tuning.open_study(f"journal:{storage}", "shared")
     counts = Counter(t.state.name for t in study.trials)

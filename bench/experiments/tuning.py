@@ -228,7 +228,7 @@ def make_objective(settings: TuneSettings):
             raise SurplusTrial(f"trial {trial.number} is one too many for --trials {settings.trials}")
         if not seeded:  # seed from the first trial's number: one worker reproduces, two differ
             trial.study.sampler, seeded = make_sampler(settings, trial.number), True
-        trial.set_user_attr("worker", f"{_machine()}:{os.getpid()}")
+        trial.set_user_attr("worker", worker_id(trial.number))
         params = method_cls.search_space(trial)
         trial.set_user_attr("params", params)
         data = apply_params(copy.deepcopy(settings.base), settings.method, params)
@@ -328,10 +328,12 @@ def fail_dead_local_trials(study) -> None:
     storage has no heartbeat, and a relational one only fails them after the grace period."""
     from optuna.trial import TrialState
 
-    machine = _machine()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker_machine, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_machine == machine and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        # a retry carries its failed original's attribute until its worker writes its own
+        owner, _, number = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        machine, _, pid = owner.rpartition(":")
+        if (number == str(trial.number) and machine == _machine() and pid.isdigit()
+                and int(pid) != os.getpid() and not _alive(int(pid))):
             try:
                 study.tell(trial.number, state=TrialState.FAIL)
             except (RuntimeError, ValueError):
@@ -345,6 +347,11 @@ def clean_stale_trial_dirs() -> None:
         pid = path.name[len(TRIAL_PREFIX):].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def worker_id(trial_number: int, pid: int | None = None) -> str:
+    """Who runs a trial: <host>/<pid namespace>:<pid>:<trial number>."""
+    return f"{_machine()}:{os.getpid() if pid is None else pid}:{trial_number}"
 
 
 def _machine() -> str:
