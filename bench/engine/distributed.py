@@ -51,7 +51,10 @@ def active() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if active() else 0
+    """This process's rank; before `init` the one torchrun gave it (so only rank 0 takes a run's lock)."""
+    if active():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if world_size_requested() > 1 else 0
 
 
 def world_size() -> int:
