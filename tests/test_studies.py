@@ -120,7 +120,7 @@ def tune(root: Path, trials: int) -> int:
 
 def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys):
     assert tune(tmp_path, 2) == 0
-    db = tmp_path / "tuning" / "synthetic-SinMoAll.db"
+    db = tmp_path / "studies" / "synthetic-SinMoAll.db"
     study = tuning.open_study(db, "synthetic-SinMoAll", create=False)
     first = [(t.number, t.params) for t in study.trials]
     assert len(first) == 2
@@ -129,7 +129,7 @@ def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys):
     assert len(study.trials) == 4
     assert [(t.number, t.params) for t in study.trials][:2] == first
     assert no_test_split  # the validation split was evaluated
-    cached = list((tmp_path / "tuning" / "synthetic-SinMoAll.cache").rglob("pretrained-*.pt"))
+    cached = list((tmp_path / "studies" / "synthetic-SinMoAll.cache").rglob("pretrained-*.pt"))
     assert len(cached) == 1  # every trial reused one T1 model
     out = capsys.readouterr().out
     assert "best trial" in out and "importance" in out
@@ -139,7 +139,7 @@ def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys):
 
 def test_use_tuned_picks_the_best_trial(tmp_path, capsys):
     assert tune(tmp_path, 2) == 0
-    study = tuning.open_study(tmp_path / "tuning" / "synthetic-SinMoAll.db", "synthetic-SinMoAll", create=False)
+    study = tuning.open_study(tmp_path / "studies" / "synthetic-SinMoAll.db", "synthetic-SinMoAll", create=False)
     best = study.best_trial
     assert best.value == max(t.value for t in study.trials if t.value is not None)
     args = build_parser().parse_args(["run", "--methods", "SinMoAll,FineSmax", "--use-tuned",

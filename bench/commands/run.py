@@ -31,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--override", action="store_true",
                         help="with --resume: apply settings that differ from the stored run (logged in changes.json)")
     add_progress_arguments(parser)
-    parser.add_argument("--use-tuned", action="store_true",
-                        help="apply each method's best parameters from its `bench tune` study")
+    parser.add_argument("--use-tuned", nargs="?", const=True, default=None, metavar="SOURCE",
+                        help="apply each method's best parameters from its `bench tune` study in "
+                             "<results>/studies/; `--use-tuned published`: the committed reference "
+                             "studies in <results>/tuning/; or a storage URL as for tune --storage")
     parser.add_argument("--seeds", help="repeat every method for these seeds, e.g. 0,1,2 (tables show mean ± std)")
     parser.add_argument("--orders", nargs="+", metavar="ORDER",
                         help="task orders to compare, e.g. 1,2,3,4,5,6 1,3,2,4,5,6; or 'all-permutations'")
@@ -47,12 +49,16 @@ def config_from_args(args: argparse.Namespace) -> dict:
     if getattr(args, "use_tuned", False):
         from bench.experiments import tuning
 
-        tuning.apply_tuned(data, args.results)
+        tuning.apply_tuned(data, args.results, None if args.use_tuned is True else args.use_tuned)
     return data
 
 
 def execute(args: argparse.Namespace) -> int:
+    from bench.engine import distributed
+
     if (args.seeds or args.orders) and not args.resume:
+        if distributed.world_size_requested() > 1:
+            raise BenchError("--seeds/--orders under torchrun: start one torchrun per seed or order")
         return _sweep(args, config_from_args(args))
     from bench.config import build_run_config
     from bench.experiments.runner import prepare, run
@@ -61,26 +67,34 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.resume:
         store, config = _resume(args)
+        distributed.init(config.device)  # every rank loads the checkpoint; rank 0 writes
     else:
         config = build_run_config(config_from_args(args))
         _, _, methods = prepare(config)  # fail on bad names or data before creating the run
         config.methods = methods
+        distributed.init(config.device)
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
-    print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
+    main = distributed.is_main()
+    if main:
+        print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
     try:
         records = run(config, store, progress=show_progress(args), on_step=_step_lines(args))
     except KeyboardInterrupt:
-        print(f"interrupted; resume with: {resume_command(store.directory, args.results)}", file=sys.stderr)
+        if main:
+            print(f"interrupted; resume with: {resume_command(store.directory, args.results)}", file=sys.stderr)
         return 130
     finally:
         store.unlock()
-    print(render_run(records, args.format, matrices=args.matrices))
+    if main:
+        print(render_run(records, args.format, matrices=args.matrices))
     return 0
 
 
 def _step_lines(args: argparse.Namespace):
     """Without bars (stderr is a log, not a terminal) one plain line per learnt step instead."""
-    if args.quiet or show_progress(args):
+    from bench.engine import distributed
+
+    if args.quiet or show_progress(args) or not distributed.is_main():
         return None
     started = time.monotonic()
 

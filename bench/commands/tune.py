@@ -1,11 +1,14 @@
 """`tune`: Optuna studies of methods' hyperparameters on the validation split.
 
 `--methods all --trials N` gives every method the same budget (one study per method, N
-finished trials each), so a tuned comparison is a fair one."""
+finished trials each), so a tuned comparison is a fair one. Several `tune` processes (on
+several machines) given the same `--storage` share one study.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 
 from bench.commands.common import add_results_argument, add_settings_arguments, settings_from_args, split_list
 from bench.config import parse_scalar
@@ -23,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="finished trials wanted in the study; a rerun only adds the missing ones (default: 50)")
     parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     parser.add_argument("--study", help="study name (default: <dataset>-<method>, which run --use-tuned reads)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="Optuna storage shared by all workers: sqlite:///FILE.db, postgresql://..., "
+                             "mysql://..., or a journal file (journal:PATH or PATH.log) "
+                             "(default: <results>/studies/<study>.db)")
+    parser.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
+                        help="a database storage fails (and retries) a trial whose worker is silent for "
+                             "twice this long (default: 60)")
     add_settings_arguments(parser)  # base settings; searched parameters take precedence (see --fix)
     parser.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                         help="pin one searched parameter, e.g. --fix train.batch_size=128 (repeatable)")
@@ -37,17 +47,22 @@ def execute(args: argparse.Namespace) -> int:
 
     from bench.registry import resolve_methods
 
+    if args.heartbeat < 1:
+        raise BenchError(f"--heartbeat {args.heartbeat}: expected a positive number of seconds")
     methods = [args.method] if args.method else resolve_methods(split_list(args.methods))
     if args.study and len(methods) > 1:
         raise BenchError("--study names one study; it cannot be combined with several --methods")
     base = settings_from_args(args)
     tuning.check_base(base)
     base.pop("methods", None)  # the shortcut reads --methods; each study tunes its own method
+    # `kill` (SIGTERM) fails the current trial and removes its folder, as Ctrl-C does
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     for method in methods:
         study = tuning.tune(tuning.TuneSettings(
             method=method, base=base, trials=args.trials, root=args.results, name=args.study,
             seed=args.seed or 0, timeout=args.timeout, fixed=parse_fixed(args.fix),
-            startup_trials=args.startup_trials, quiet=args.quiet,
+            startup_trials=args.startup_trials, quiet=args.quiet, storage=args.storage,
+            heartbeat=args.heartbeat,
         ))
         print(summary(study) + ("\n" if len(methods) > 1 else ""))
     return 0

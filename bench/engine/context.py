@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bench.config import BackboneConfig, TrainConfig
+from bench.engine import distributed
 from bench.engine.backbone import NextItNet, make_head
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.engine.tasks import Task
@@ -95,7 +96,7 @@ class MethodContext:
                     head = make_head(task, encoder).to(self.device)
                     log = self.fit_model(task, encoder, head, description=f"pretrain {task.name}")
                 entry = {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
-                if path is not None:
+                if path is not None and distributed.is_main():  # every rank trained it; one writes
                     write_torch(path, entry)
                 self._pretrained[key] = entry
         encoder = NextItNet(self.n_items, backbone).to(self.device)

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
+from bench.engine import distributed
 from bench.engine.metrics import AccuracySums, RankingSums
 from bench.engine.objectives import LossSettings, evaluation_pairs, loss_settings
 from bench.engine.tasks import Task, TaskKind, TaskSplit
@@ -54,10 +55,13 @@ class FitLog:
 
 
 def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size: int,
-            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            generator: torch.Generator | None = None,
+            shard: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Minibatches in a random order; with `shard`, this rank's stride of them (distributed.py)."""
     n = len(split_targets)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
+    starts = list(range(0, n, batch_size))
+    for start in (distributed.shard(starts) if shard else starts):
         rows = order[start:start + batch_size].to(split_inputs.device)
         yield split_inputs[rows].long(), split_targets[rows].long()
 
@@ -96,7 +100,7 @@ def scored_batches(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torc
     """
     if limit is not None:
         split = split.subset(np.arange(min(limit, len(split))))
-    inputs, targets = evaluation_pairs(task, *as_tensors(split, device, widen=False))
+    inputs, targets = distributed.shard_rows(*evaluation_pairs(task, *as_tensors(split, device, widen=False)))
     for x, y in batches(inputs, targets, batch_size):
         with autocast(device, precision):
             scores = score_fn(x)
@@ -116,7 +120,8 @@ def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.de
 def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
              batch_size: int = 512, limit: int | None = None, precision: str = "fp32") -> dict[str, float]:
     """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
-    return accumulate(task, split, score_fn, device, batch_size, limit, precision).metrics()
+    sums = accumulate(task, split, score_fn, device, batch_size, limit, precision)
+    return sums.metrics(*distributed.reduce_sums(*sums.result()))  # rows are sharded across ranks
 
 
 @torch.no_grad()
@@ -129,8 +134,9 @@ def validation_score(task: Task, score_fn: ScoreFn, device: torch.device,
                                     config.limit_eval_users, config.precision):
         sums.add(scores, y)
         loss += F.cross_entropy(scores, y, reduction="sum").double()
-    _, count = sums.result()
-    return sums.metrics()[task.primary_metric], float(loss) / max(count, 1)
+    total, count = sums.result()  # rows are sharded across ranks: add up sums, loss and count
+    reduced, count = distributed.reduce_sums(torch.cat([total.to(loss), loss.reshape(1)]), count)
+    return sums.metrics(reduced[:-1], count)[task.primary_metric], float(reduced[-1]) / max(count, 1)
 
 
 def improves(valid: float, loss: float | None, best_valid: float, best_loss: float | None) -> bool:
@@ -163,10 +169,11 @@ def fit(
     """
     hooks = hooks or TrainHooks()
     parameters = [p for p in parameters if p.requires_grad]
+    distributed.sync_start(state)
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
     inputs, targets = as_tensors(task.train, device, widen=False)
-    n_batches = max(1, int(np.ceil(len(targets) / config.batch_size)))
+    n_batches = max(1, int(np.ceil(np.ceil(len(targets) / config.batch_size) / distributed.world_size())))
     if config.limit_train_batches is not None:
         n_batches = min(n_batches, config.limit_train_batches)
     settings = LossSettings(config.loss, config.negatives, config.sampler, config.loss_chunk_rows)
@@ -178,7 +185,7 @@ def fit(
     for epoch in epochs:
         state.train()
         total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
-        for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator)):
+        for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator, shard=True)):
             if index == n_batches:
                 break
             if hooks.on_batch_start:
@@ -187,6 +194,7 @@ def fit(
             with loss_settings(settings), autocast(device, config.precision):
                 loss = loss_fn(x, y)
             loss.backward()
+            distributed.average_gradients(parameters)  # DDP's all-reduce mean, before any surgery
             if hooks.after_backward:
                 hooks.after_backward()
             optimizer.step()
@@ -194,6 +202,7 @@ def fit(
                 hooks.after_step()
             total += loss.detach().float()
         state.eval()
+        total = distributed.average(total)  # the epoch's loss over all ranks' batches
         if validate is not None:  # one model, several tasks (MTL): no single loss to break ties
             valid, valid_loss = validate(), None
         else:

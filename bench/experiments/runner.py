@@ -23,6 +23,7 @@ from bench.registry import METHODS, resolve_methods
 from bench.results.store import MethodRecord, RunStore
 from bench.engine.tasks import Dataset, Task
 from bench.engine.context import MethodContext
+from bench.engine import distributed
 from bench.engine.training import enable_tf32, evaluate
 from bench.datasets.base import load_dataset
 
@@ -68,7 +69,8 @@ def run(config: RunConfig, store: RunStore, progress: bool = True,
 
 def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallback | None) -> list[MethodRecord]:
     dataset, tasks, methods = prepare(config)
-    device = resolve_device(config.device)
+    device = distributed.device(resolve_device(config.device))
+    progress = progress and distributed.is_main()
     if device.type == "cuda":
         enable_tf32()
     context = MethodContext(
@@ -158,13 +160,15 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
             "backbones": method.n_backbones(),
         })
         record.variants = extra_rows(name, getattr(method, "variant_scores", {}))
-        store.save_checkpoint(name, {"method": method, "record": asdict(record),
-                                     "rng": torch.get_rng_state()})
-        store.save_record(record)
-        write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
+        if distributed.is_main():  # every rank holds the same model and scores; rank 0 writes
+            store.save_checkpoint(name, {"method": method, "record": asdict(record),
+                                         "rng": torch.get_rng_state()})
+            store.save_record(record)
+            write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
         if on_step is not None:
             on_step(name, record)
     record.complete = True
-    store.save_record(record)
-    store.drop_checkpoint(name)
+    if distributed.is_main():
+        store.save_record(record)
+        store.drop_checkpoint(name)
     return record

@@ -3,12 +3,25 @@
 A trial is an ordinary run of one method with `eval_split="valid"`, so R is filled with
 validation scores and the test split is never evaluated. The objective is the mean final
 validation score over tasks; after every task step the mean over the tasks seen so far
-is reported, and a MedianPruner stops trials that fall behind. Studies live in SQLite,
+is reported, and a MedianPruner stops trials that fall behind.
 
-    results/tuning/<dataset>-<method>.db
+Where studies live:
 
-so an interrupted `bench tune` resumes where it stopped, and `bench run --use-tuned`
-reads the best trial back. Trials share the T1 model in results/tuning/<study>.cache/.
+    results/studies/<dataset>-<method>.db   what `bench tune` writes (yours; not committed)
+    results/tuning/<dataset>-<method>.db    the published reference studies (committed, read-only)
+
+`bench tune --storage URL` puts a study in any Optuna storage instead (sqlite:///file.db,
+postgresql://..., mysql://..., or a journal file `journal:PATH` / `PATH.log`), so workers on
+several machines share one study: each worker starts a trial only while the study holds fewer
+than `--trials` finished plus running ones, and a worker whose trial would be one too many
+(two workers started at the same instant) drops it, so together they finish exactly
+`--trials`. Relational storages run Optuna's heartbeat: a killed worker's trial is failed
+after the grace period and retried with the same parameters (RetryFailedTrialCallback).
+Optuna's journal storage has no heartbeat; there a worker fails the RUNNING trials of dead
+processes on its own host, so use a relational storage for workers on several machines.
+
+`bench run --use-tuned` reads the best trial back from results/studies/ (or `--use-tuned
+published`, or a storage URL). Trials share the T1 model in `<study>.cache/` beside the study.
 
 Search spaces are declared by the methods (`ContinualMethod.search_space(trial)`): a
 dict whose keys without a dot are fields of the method's `Options` and whose dotted keys
@@ -20,10 +33,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import math
+import os
+import re
+import shutil
+import socket
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +55,89 @@ from bench.errors import BenchError
 from bench.engine.metrics import average_performance
 from bench.registry import METHODS
 
-TUNING_DIR = "tuning"
+TUNING_DIR = "tuning"  # the published reference studies: read by `run --use-tuned published` only
+STUDIES_DIR = "studies"  # the studies `bench tune` writes by default
+TRIAL_PREFIX = "bench-trial-"  # temporary run folders of trials: bench-trial-<pid>-<random>
+DEFAULT_HEARTBEAT = 60  # seconds; a trial without a heartbeat for twice that is failed and retried
+MAX_RETRY = 3  # a trial that keeps killing its worker is not retried forever
 
 
 def study_name(dataset: str, method: str) -> str:
     return f"{dataset}-{method}"
 
 
-def storage_path(root: Path, name: str) -> Path:
-    return Path(root) / TUNING_DIR / f"{name}.db"
+def storage_path(root: Path, name: str, published: bool = False) -> Path:
+    """The SQLite file of a study: yours under <root>/studies/, the published one under <root>/tuning/."""
+    return Path(root) / (TUNING_DIR if published else STUDIES_DIR) / f"{name}.db"
+
+
+# --- storages --------------------------------------------------------------------------------
+
+def storage_url(spec: str | Path | None, root: Path, name: str) -> str:
+    """The Optuna storage a `--storage` value names: a URL as it is, a .db/.sqlite file as
+    SQLite, `journal:PATH` or a .log file as a journal; None is <root>/studies/<name>.db."""
+    spec = str(storage_path(root, name) if spec is None else spec)
+    if spec.startswith("journal:") or "://" in spec:
+        return spec
+    if spec.endswith(".log"):
+        return f"journal:{spec}"
+    if spec.endswith((".db", ".sqlite", ".sqlite3")):
+        return f"sqlite:///{spec}"
+    raise BenchError(f"storage '{spec}': expected a database URL (sqlite:///FILE, postgresql://..., "
+                     "mysql://...), a .db file, or a journal file (journal:PATH or PATH.log)")
+
+
+def local_file(url: str) -> Path | None:
+    """The file behind a SQLite or journal storage; None for a database server."""
+    for prefix in ("journal:", "sqlite:///"):
+        if url.startswith(prefix) and url[len(prefix):] != ":memory:":
+            return Path(url[len(prefix):])
+    return None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
+
+
+def _retry_callback():
+    """Optuna renamed RetryFailedTrialCallback to RetryHeartbeatStaleTrialCallback (4.9)."""
+    optuna = _optuna()
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    return cls(max_retry=MAX_RETRY)
+
+
+def open_storage(url: str, heartbeat: int | None = None):
+    """An Optuna storage; with `heartbeat` (seconds) a relational one fails the trials of
+    killed workers after 2 x heartbeat and queues them again with the same parameters."""
+    optuna = _optuna()
+    path = local_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if url.startswith("journal:"):
+            journal = getattr(optuna.storages, "journal", None)
+            backend = journal.JournalFileBackend if journal is not None else optuna.storages.JournalFileStorage
+            return optuna.storages.JournalStorage(backend(str(path)))
+        kwargs: dict[str, Any] = {}
+        if heartbeat is not None:
+            parameters = inspect.signature(optuna.storages.RDBStorage).parameters
+            callback = ("heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in parameters
+                        else "failed_trial_callback")
+            kwargs = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat, callback: _retry_callback()}
+        engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+    except ImportError as error:
+        raise BenchError(f"storage {redact(url)}: {error} (install the database driver)") from None
+    except Exception as error:  # sqlalchemy's URL, connection and schema errors
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BenchError(f"storage {redact(url)}: {message}") from None
+
+
+def is_published(url: str, root: Path) -> bool:
+    path = local_file(url)
+    published = (Path(root) / TUNING_DIR).resolve()
+    return path is not None and published in path.resolve().parents
 
 
 def apply_params(data: dict, method: str, params: dict[str, Any]) -> dict:
@@ -73,6 +166,12 @@ class TuneSettings:
     fixed: dict[str, Any] | None = None  # search parameters pinned by --fix
     startup_trials: int = 5
     quiet: bool = False
+    storage: str | None = None  # --storage: an Optuna storage URL or file; None: <root>/studies/<name>.db
+    heartbeat: int = DEFAULT_HEARTBEAT
+
+
+class SurplusTrial(Exception):
+    """A trial started while the study already had enough finished and running ones."""
 
 
 def _optuna():
@@ -80,6 +179,7 @@ def _optuna():
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     return optuna
 
 
@@ -90,25 +190,52 @@ def check_base(base: dict) -> None:
     prepare(build_run_config(base))
 
 
-def open_study(path: Path, name: str, create: bool, startup_trials: int = 5):
+def open_study(storage: str | Path, name: str, create: bool = False, startup_trials: int = 5,
+               heartbeat: int | None = None):
+    """A study in a storage URL or file (see `storage_url`); `create=False` only reads it."""
     optuna = _optuna()
-    if not create and not path.exists():
+    url = storage_url(storage, Path("."), name)
+    path = local_file(url)
+    if not create and path is not None and not path.exists():
         raise BenchError(f"no tuning study '{name}' at {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(3):  # workers started at once may race to create the tables
+        try:
+            store = open_storage(url, heartbeat)
+            break
+        except BenchError:
+            if not create or attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+    if not create:
+        try:
+            return optuna.load_study(study_name=name, storage=store)
+        except KeyError:
+            raise BenchError(f"no tuning study '{name}' in {redact(url)}") from None
     return optuna.create_study(
-        study_name=name, storage=f"sqlite:///{path}", direction="maximize", load_if_exists=True,
+        study_name=name, storage=store, direction="maximize", load_if_exists=True,
         pruner=optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=1),
     )
 
 
 def make_objective(settings: TuneSettings):
     optuna = _optuna()
+    from optuna.trial import TrialState
     from bench.experiments.runner import run
     from bench.results.store import RunStore
 
     method_cls = METHODS.get(settings.method)
+    seeded = False
 
     def objective(trial) -> float:
+        nonlocal seeded
+        ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(
+            TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)) if t.number < trial.number]
+        if len(ahead) >= settings.trials:  # another worker took the last slot at the same instant
+            trial.set_user_attr("surplus", True)
+            raise SurplusTrial(f"trial {trial.number} is one too many for --trials {settings.trials}")
+        if not seeded:  # seed from the first trial's number: one worker reproduces, two differ
+            trial.study.sampler, seeded = make_sampler(settings, trial.number), True
+        trial.set_user_attr("worker", worker_id(trial.number))
         params = method_cls.search_space(trial)
         trial.set_user_attr("params", params)
         data = apply_params(copy.deepcopy(settings.base), settings.method, params)
@@ -122,7 +249,8 @@ def make_objective(settings: TuneSettings):
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after step {step + 1}")
 
-        with tempfile.TemporaryDirectory(prefix="bench-trial-") as tmp:
+        # bench-trial-<pid>-*: a later `tune` removes the folders of killed processes
+        with tempfile.TemporaryDirectory(prefix=f"{TRIAL_PREFIX}{os.getpid()}-") as tmp:
             store = RunStore.create(config.to_dict(), Path(tmp), f"trial-{trial.number}")
             shared = t1_cache(settings, config)
             shared.mkdir(parents=True, exist_ok=True)
@@ -135,6 +263,14 @@ def make_objective(settings: TuneSettings):
     return objective
 
 
+def make_sampler(settings: TuneSettings, seed_offset: int):
+    optuna = _optuna()
+    sampler = optuna.samplers.TPESampler(seed=settings.seed + seed_offset)
+    if settings.fixed:
+        sampler = optuna.samplers.PartialFixedSampler(settings.fixed, sampler)
+    return sampler
+
+
 def t1_cache(settings: TuneSettings, config) -> Path:
     """Where trials share the T1 model: it depends only on the run-wide settings, not on the
     method's own (searched) ones, so it is trained once per distinct setting, not per trial."""
@@ -142,35 +278,106 @@ def t1_cache(settings: TuneSettings, config) -> Path:
     data = config.to_dict()
     digest = hashlib.sha1(json.dumps({k: data[k] for k in keys}, sort_keys=True, default=str).encode())
     name = settings.name or study_name(data["dataset"], settings.method)
-    return Path(settings.root) / TUNING_DIR / f"{name}.cache" / digest.hexdigest()[:12]
+    return Path(settings.root) / STUDIES_DIR / f"{name}.cache" / digest.hexdigest()[:12]
 
 
 def tune(settings: TuneSettings):
-    """Run trials until the study holds `settings.trials` finished (complete or pruned) ones."""
-    optuna = _optuna()
+    """Run trials until the study holds `settings.trials` finished (complete or pruned) ones,
+    together with any other workers on the same storage."""
     method = METHODS.canonical(settings.method)
     settings.method = method
     dataset = settings.base.get("dataset", "synthetic")
     name = settings.name or study_name(dataset, method)
-    path = storage_path(settings.root, name)
-    study = open_study(path, name, create=True, startup_trials=settings.startup_trials)
+    url = storage_url(settings.storage, settings.root, name)
+    if is_published(url, settings.root):
+        raise BenchError(f"{local_file(url)} is a published reference study and stays as committed; "
+                         "tune into your own storage (the default is results/studies/)")
+    clean_stale_trial_dirs()
+    study = open_study(url, name, create=True, startup_trials=settings.startup_trials,
+                       heartbeat=settings.heartbeat)
     previous = study.user_attrs.get("method")
     if previous is not None and previous != method:
         raise BenchError(f"study '{name}' tunes {previous}, not {method}; choose another --study")
     study.set_user_attr("method", method)
     study.set_user_attr("dataset", dataset)
     finished = _finished(study)
-    remaining = settings.trials - len(finished)
-    print(f"study {name} ({path}): {len(finished)} finished trial(s), running {max(0, remaining)} more",
-          file=sys.stderr)
-    if remaining > 0:
-        sampler = optuna.samplers.TPESampler(seed=settings.seed + len(study.trials))
-        if settings.fixed:
-            sampler = optuna.samplers.PartialFixedSampler(settings.fixed, sampler)
-        study.sampler = sampler
-        study.optimize(make_objective(settings), n_trials=remaining, timeout=settings.timeout,
-                       callbacks=[] if settings.quiet else [_print_trial])
+    print(f"study {name} ({redact(url)}): {len(finished)} finished trial(s), "
+          f"running up to {max(0, settings.trials - len(finished))} more", file=sys.stderr)
+    study.sampler = make_sampler(settings, len(study.trials))  # replaced at the first trial
+    run_trials(study, settings, make_objective(settings))
     return study
+
+
+def run_trials(study, settings: TuneSettings, objective) -> None:
+    """Start one trial at a time while finished + running trials stay below the target; wait
+    for the other workers' trials (a killed one is failed by the heartbeat and retried here)."""
+    optuna = _optuna()
+    from optuna.trial import TrialState
+
+    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+    callbacks = [] if settings.quiet else [_print_trial]
+    while deadline is None or time.monotonic() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        fail_dead_local_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        running = sum(t.state is TrialState.RUNNING for t in trials)
+        if finished >= settings.trials:
+            return
+        if finished + running >= settings.trials:
+            time.sleep(min(5, settings.heartbeat))  # the other workers' trials fill the study
+            continue
+        study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(SurplusTrial,))
+
+
+def fail_dead_local_trials(study) -> None:
+    """Fail (and queue again) RUNNING trials of dead processes on this host: the journal
+    storage has no heartbeat, and a relational one only fails them after the grace period."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # a retry carries its failed original's attribute until its worker writes its own
+        owner, _, number = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        machine, _, pid = owner.rpartition(":")
+        if (number == str(trial.number) and machine == _machine() and pid.isdigit()
+                and int(pid) != os.getpid() and not _alive(int(pid))):
+            try:
+                study.tell(trial.number, state=TrialState.FAIL)
+            except (RuntimeError, ValueError):
+                continue  # another worker failed it first
+            _retry_callback()(study, study.get_trials(deepcopy=False)[trial.number])
+
+
+def clean_stale_trial_dirs() -> None:
+    """Remove the temporary trial folders of `tune` processes that were killed (kill -9)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{TRIAL_PREFIX}*"):
+        pid = path.name[len(TRIAL_PREFIX):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def worker_id(trial_number: int, pid: int | None = None) -> str:
+    """Who runs a trial: <host>/<pid namespace>:<pid>:<trial number>."""
+    return f"{_machine()}:{os.getpid() if pid is None else pid}:{trial_number}"
+
+
+def _machine() -> str:
+    """Host name and PID namespace: containers that share a host name see different pids."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _finished(study) -> list:
@@ -202,13 +409,20 @@ def importances(study) -> dict[str, float] | str:
     if len(complete) < 2:
         return f"parameter importances need at least 2 complete trials (have {len(complete)})"
     try:
-        return optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # a few trials give equal importances, which it warns about
+            warnings.simplefilter("ignore", UserWarning)
+            return optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError, ZeroDivisionError) as error:
         return f"parameter importances unavailable: {error}"
 
 
-def apply_tuned(data: dict, root: Path) -> dict:
-    """`run --use-tuned`: each method's best parameters from results/tuning/<dataset>-<method>.db.
+PUBLISHED = "published"  # `run --use-tuned published`
+
+
+def apply_tuned(data: dict, root: Path, source: str | None = None) -> dict:
+    """`run --use-tuned [SOURCE]`: each method's best parameters from its study <dataset>-<method>:
+    in <root>/studies/ (what `bench tune` wrote; the default), in the published reference
+    studies <root>/tuning/ (`published`), or in a storage URL or file (as `tune --storage`).
 
     Method options and train settings are per method; other run settings (backbone.*)
     are shared, so methods whose studies disagree on them are an error.
@@ -218,11 +432,14 @@ def apply_tuned(data: dict, root: Path) -> dict:
     dataset = data.get("dataset", "synthetic")
     applied, shared = [], {}
     for method in resolve_methods(data.get("methods", ["all"])):
-        path = storage_path(root, study_name(dataset, method))
-        if not path.exists():
-            print(f"--use-tuned: no study for {method} ({path}); keeping its defaults", file=sys.stderr)
+        name = study_name(dataset, method)
+        where = (storage_path(root, name, published=source == PUBLISHED) if source in (None, PUBLISHED)
+                 else storage_url(source, root, name))
+        try:
+            study = open_study(where, name)
+        except BenchError as error:
+            print(f"--use-tuned: {error}; keeping the defaults of {method}", file=sys.stderr)
             continue
-        study = open_study(path, study_name(dataset, method), create=False)
         params = best_params(study)
         if params is None:
             print(f"--use-tuned: study of {method} has no complete trial; keeping its defaults", file=sys.stderr)
@@ -238,5 +455,7 @@ def apply_tuned(data: dict, root: Path) -> dict:
         applied.append(method)
         print(f"--use-tuned: {method} <- {params}", file=sys.stderr)
     if not applied:
-        raise BenchError(f"--use-tuned: no tuning study for these methods under {Path(root) / TUNING_DIR}")
+        where = {None: Path(root) / STUDIES_DIR, PUBLISHED: Path(root) / TUNING_DIR}.get(source, source)
+        hint = "; `--use-tuned published` reads the committed reference studies" if source is None else ""
+        raise BenchError(f"--use-tuned: no tuning study for these methods in {where}{hint}")
     return data

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from bench.config import DEFAULT_ROOT
+from bench.engine import distributed
 from bench.errors import BenchError, WriteError
 from bench.io import probe_writable, read_json, write_json, write_text, write_torch
 
@@ -75,20 +76,28 @@ class RunStore:
     # --- creation and lookup ---------------------------------------------------------------
     @classmethod
     def create(cls, config: dict, root: Path = DEFAULT_ROOT, run_id: str | None = None) -> "RunStore":
-        """A new run directory (made under its lock); refused if the run exists already."""
-        run_id = run_id or new_run_id(config)
+        """A new run directory (made under its lock); refused if the run exists already. In a
+        distributed run rank 0 makes it and every rank gets its id (and any error)."""
+        run_id = distributed.broadcast_object(run_id or new_run_id(config))
         store = cls(Path(root) / "runs" / run_id)
-        made = not store.directory.exists()
-        try:
-            with store.locked():
-                if (store.directory / "config.json").exists():
-                    raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
-                write_json(store.directory / "config.json", config)
-                write_json(store.directory / "environment.json", environment(config))
-        except BaseException:
-            if made:
-                shutil.rmtree(store.directory, ignore_errors=True)
-            raise
+        error = None
+        if distributed.is_main():
+            made = not store.directory.exists()
+            try:
+                with store.locked():
+                    if (store.directory / "config.json").exists():
+                        raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
+                    write_json(store.directory / "config.json", config)
+                    write_json(store.directory / "environment.json", environment(config))
+            except BaseException as failure:
+                if made:
+                    shutil.rmtree(store.directory, ignore_errors=True)
+                if not isinstance(failure, BenchError):
+                    raise
+                error = str(failure)
+        error = distributed.broadcast_object(error)
+        if error:
+            raise BenchError(error)
         return store
 
     @classmethod
@@ -103,8 +112,8 @@ class RunStore:
     def lock(self) -> "RunStore":
         """Take the run's lock (or fail at once if another process holds it), then check the
         folder takes writes, so neither a second process nor a read-only disk costs training."""
-        if self._lock is not None:
-            return self
+        if self._lock is not None or not distributed.is_main():
+            return self  # in a distributed run, rank 0 holds the lock for all ranks
         path = self.directory / ".lock"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -242,4 +251,5 @@ def environment(config: dict) -> dict:
         "cpu_threads": torch.get_num_threads(),
         "commit": git_commit(),
         "host_cpus": os.cpu_count(),
+        "world_size": distributed.world_size(),  # processes of a torchrun data-parallel run
     }
