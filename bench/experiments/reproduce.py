@@ -26,8 +26,10 @@ from bench.errors import BenchError
 from bench.io import read_json
 from bench.results.aggregate import TASK_COLUMN, mean_std
 
-# results/reference/ of the checkout (bench/ is installed in editable mode from it).
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
+# results/reference/ of a checkout; an installed wheel ships the same files as bench/reference/.
+_CHECKOUT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE_DIR = (_CHECKOUT_REFERENCE if _CHECKOUT_REFERENCE.is_dir()
+                 else Path(__file__).resolve().parents[1] / "reference")
 
 
 @dataclass
