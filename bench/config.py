@@ -304,17 +304,6 @@ def build_run_config(data: dict[str, Any]) -> RunConfig:
     return config
 
 
-def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `overrides` laid over it, group by group (a copy)."""
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_settings(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def changed_settings(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
     """Dotted key -> (old, new) for every setting whose value differs."""
     changes = {}

@@ -93,12 +93,12 @@ def preset_settings(name: str, dataset: str) -> dict[str, Any]:
     return {"paper": paper, "quick": quick}[name](dataset)
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Nested dicts merged key by key (`over` wins); lists and scalars are replaced whole."""
+def merge_settings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings merged group by group (`over` wins); lists and scalars are replaced whole (a copy)."""
     out = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+            out[key] = merge_settings(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -143,7 +143,7 @@ def apply_preset(user: dict[str, Any], dataset_defaults: dict[str, Any]) -> dict
     name = user.get("preset") or default_preset(str(dataset))
     preset = preset_settings(name, str(dataset))
     _drop_specific(preset, user)
-    data = merge(merge(preset, dataset_defaults), user)
+    data = merge_settings(merge_settings(preset, dataset_defaults), user)
     _derived(name, data)
     data["preset"] = name
     return data

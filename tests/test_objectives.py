@@ -51,12 +51,15 @@ def test_chunked_loss_and_gradients_equal_the_full_softmax(rows):
         torch.testing.assert_close(param.grad, grad, rtol=1e-5, atol=1e-7)
 
 
+def softmax_problem(seed: int, rows: int, dim: int, items: int):
+    """Hidden states, head weight and bias (all requiring gradients) and targets."""
+    torch.manual_seed(seed)
+    return (torch.randn(rows, dim, requires_grad=True), torch.randn(items, dim, requires_grad=True),
+            torch.randn(items, requires_grad=True), torch.randint(0, items, (rows,)))
+
+
 def test_chunked_cross_entropy_scales_with_the_outer_gradient():
-    torch.manual_seed(1)
-    hidden = torch.randn(10, 4, requires_grad=True)
-    weight = torch.randn(30, 4, requires_grad=True)
-    bias = torch.randn(30, requires_grad=True)
-    targets = torch.randint(0, 30, (10,))
+    hidden, weight, bias, targets = softmax_problem(1, rows=10, dim=4, items=30)
     (3.0 * chunked_cross_entropy(hidden, weight, bias, targets, rows=3)).backward()
     expected = torch.autograd.grad(3.0 * F.cross_entropy(hidden @ weight.T + bias, targets), [hidden, weight, bias])
     for got, want in zip((hidden.grad, weight.grad, bias.grad), expected):
@@ -111,11 +114,7 @@ def test_log_q_correction_is_applied():
 
 
 def test_chunked_loss_under_bf16_autocast_is_close_to_fp32():
-    torch.manual_seed(5)
-    hidden = torch.randn(12, 16, requires_grad=True)
-    weight = torch.randn(40, 16, requires_grad=True)
-    bias = torch.randn(40, requires_grad=True)
-    targets = torch.randint(0, 40, (12,))
+    hidden, weight, bias, targets = softmax_problem(5, rows=12, dim=16, items=40)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = chunked_cross_entropy(hidden, weight, bias, targets, rows=5)
     loss.backward()

@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from bench.config import RunConfig, TrainConfig, build_run_config, changed_settings, from_dict, merge_settings
+from bench.config import RunConfig, TrainConfig, build_run_config, changed_settings, from_dict
+from bench.presets import merge_settings
 from bench.errors import BenchError
 from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
