@@ -61,7 +61,7 @@ def execute(args: argparse.Namespace) -> int:
             raise BenchError("--seeds/--orders under torchrun: start one torchrun per seed or order")
         return _sweep(args, config_from_args(args))
     from bench.config import build_run_config
-    from bench.experiments.runner import prepare, run
+    from bench.experiments.runner import preflight, run
     from bench.results.store import RunStore
     from bench.results.tables import render_run
 
@@ -70,8 +70,7 @@ def execute(args: argparse.Namespace) -> int:
         distributed.init(config.device)  # every rank loads the checkpoint; rank 0 writes
     else:
         config = build_run_config(config_from_args(args))
-        _, _, methods = prepare(config)  # fail on bad names or data before creating the run
-        config.methods = methods
+        _, config.methods = preflight(config)  # bad names or data fail before the run is created
         distributed.init(config.device)
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
     main = distributed.is_main()
@@ -141,13 +140,11 @@ def _sweep(args: argparse.Namespace, data: dict) -> int:
     """`run --seeds/--orders`: run (or resume) every run of the sweep, then print its tables."""
     from bench.config import build_run_config
     from bench.experiments import sweeps
-    from bench.experiments.runner import prepare, resolve_order
+    from bench.experiments.runner import preflight, resolve_order
     from bench.results.store import new_run_id
 
     base = build_run_config(data)
-    dataset, _, methods = prepare(base)
-    base.methods = methods
-    n_tasks = len(dataset.tasks)
+    n_tasks, base.methods = preflight(base)
     seeds = parse_seeds(args.seeds) if args.seeds else [base.seed]
     orders = (parse_orders(args.orders, args.fixed_first, n_tasks) if args.orders
               else [resolve_order(base.order, n_tasks)])

@@ -79,12 +79,11 @@ def reproduce(reference: Reference, settings: dict, data_dir: str | None, seeds:
               run_id: str | None = None, progress: bool = True, log=print) -> pd.DataFrame:
     """Run (or resume) the grid for every seed and return the side-by-side frame."""
     from bench.experiments import sweeps
-    from bench.experiments.runner import prepare, resolve_order
+    from bench.experiments.runner import preflight, resolve_order
 
     config = run_config(reference, settings, data_dir)
-    dataset, _, methods = prepare(config)
-    config.methods = methods
-    order = resolve_order(config.order, len(dataset.tasks))
+    n_tasks, config.methods = preflight(config)
+    order = resolve_order(config.order, n_tasks)
     sweep = sweeps.run_sweep(config, seeds, [order], run_id or f"reproduce-{reference.name}", root,
                              progress=progress, log=log)
     frames = [frame for group in sweeps.sweep_frames(sweep, root).values() for frame in group]

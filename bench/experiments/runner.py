@@ -55,6 +55,14 @@ def prepare(config: RunConfig) -> tuple[Dataset, list[Task], list[str]]:
     return dataset, dataset.ordered(order), resolve_methods(config.methods)
 
 
+def preflight(config: RunConfig) -> tuple[int, list[str]]:
+    """Load the data and resolve the names before any directory is made, so bad input fails
+    first; only the task count and the method names are kept, so that the data is not held
+    twice while the run loads it again (at TTL's size a copy is several GB)."""
+    dataset, _, methods = prepare(config)
+    return len(dataset.tasks), methods
+
+
 StepCallback = Callable[[str, MethodRecord], None]
 
 
