@@ -23,6 +23,10 @@ Deviations from the released code (`fajieyuan/SIGIR2020_peterrec`):
   only `layer_norm2` (var_list=[softmax, mp, layer_norm2]).
 - loss and evaluation are the harness's (full softmax, ranking over every item); the code
   trains with one sampled negative and evaluates against sampled negatives.
+- the patch width defaults to d/8 (`bottleneck_dim=0`); ops.py get_mp makes it
+  d / (4 * cardinality) with cardinality 1 in PeterRec_cau_parallel.py, i.e. d/4, which
+  `--preset paper` sets (bench/presets.py). The default is kept so the published quick-preset
+  runs stay comparable; set `--set method_options.PeterRec.bottleneck_dim=16` for d=64.
 """
 
 from __future__ import annotations
