@@ -14,7 +14,8 @@ from bench.results import leaderboard
 def _publish(root, run_id, seed, method_scores: dict[str, list[float]], tuned: dict | None = None):
     """A published run written as `leaderboard.publish` writes it, without training anything."""
     folder = root / leaderboard.PUBLISHED / run_id
-    config = {"dataset": "toy", "seed": seed, "preset": "paper", "order": None, "eval_split": "test"}
+    config = {"dataset": "toy", "seed": seed, "preset": "paper", "order": None, "eval_split": "test",
+              "method_options": {}}
     if tuned:
         config["tuned_trials"] = tuned
     (folder / "methods").mkdir(parents=True)
@@ -58,3 +59,38 @@ def test_clear_best_needs_a_margin_larger_than_both_stds():
     assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [0.01, 0.01, 0.0]}, index=mean.index), "Avg") == "A"
     assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [0.02, 0.02, 0.0]}, index=mean.index), "Avg") is None
     assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [np.nan] * 3}, index=mean.index), "Avg") is None
+
+
+def test_single_method_runs_and_variants_join_one_table(tmp_path, monkeypatch):
+    """A grid of one-method runs (benchmarks/paper_grid.sh) averages per method: each row shows
+    its own seeds and runs, a variant row sits under its method and is never marked best."""
+    for seed, noise in enumerate([0.0, 0.01, -0.01]):
+        _publish(tmp_path, f"g-SinMo-s{seed}", seed, {"SinMo": [0.5, 0.2 + noise, 0.3]})
+        _publish(tmp_path, f"g-FineAll-s{seed}", seed, {"FineAll": [0.5, 0.6 + noise, 0.3 + noise]})
+        _publish(tmp_path, f"g-TERACON+floor-s{seed}", seed, {"TERACON+floor": [0.5, 0.9 + noise, 0.3]})
+        config = json.loads((tmp_path / "published" / f"g-TERACON+floor-s{seed}" / "config.json").read_text())
+        config["method_options"] = {"TERACON+floor": {"min_ratio": 0.25}}  # as the run records it
+        (tmp_path / "published" / f"g-TERACON+floor-s{seed}" / "config.json").write_text(json.dumps(config))
+    _publish(tmp_path, "g-MTL-s0", 0, {"MTL": [0.1, 0.95, 0.95]})  # one seed: shown, not ranked
+    text = leaderboard.generate(tmp_path)
+    assert text.count("### paper defaults") == 1
+    table = text.split("### paper defaults")[1]
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")]
+            for line in table.splitlines() if line.startswith("| ")}
+    assert list(rows)[1:] == ["SinMo", "FineAll", "MTL", "TERACON+floor"]
+    assert "0,1,2" in rows["FineAll"] and "g-FineAll-s0 g-FineAll-s1 g-FineAll-s2" in rows["FineAll"]
+    assert "0" in rows["MTL"] and "g-MTL-s0" in rows["MTL"]
+    # T2: TERACON+floor (0.9) and MTL (0.95, one seed) are higher but do not compete; FineAll wins
+    assert "**0.6000 ± 0.0100**" in rows["FineAll"]
+    assert not any("**" in cell for cell in rows["TERACON+floor"] + rows["MTL"])
+    summary = text.split("## Summary")[1].split("\n## ")[0]
+    assert "Avg T2–T3: FineAll" in summary and "MTL" not in summary and "TERACON" not in summary
+    assert "they are not ranked" in table
+
+
+def test_a_variant_with_extra_settings_is_its_own_setup():
+    recorded = {"dataset": "toy", "method_options": {"TERACON+floor": {"min_ratio": 0.25}}}
+    plain = {"dataset": "toy", "method_options": {}}
+    changed = {"dataset": "toy", "method_options": {"TERACON+floor": {"min_ratio": 0.5}}}
+    assert leaderboard.setup_key(recorded) == leaderboard.setup_key(plain)
+    assert leaderboard.setup_key(changed) != leaderboard.setup_key(plain)

@@ -31,7 +31,7 @@ import pandas as pd
 from bench.results.aggregate import TASK_COLUMN, formatted, mean_std, run_frame
 from bench.errors import BenchError
 from bench.io import write_json
-from bench.registry import PAPER_ORDER
+from bench.registry import METHODS, PAPER_ORDER, VARIANT_SEPARATOR
 from bench.results.store import RunStore
 from bench.results.tables import missing_first_caption, render
 
@@ -76,15 +76,40 @@ class Group:
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
     preset: str = "none recorded"
     tuned_trials: dict[str, int] = field(default_factory=dict)  # method -> trials of its study
-    seeds: list[int] = field(default_factory=list)
-    run_ids: list[str] = field(default_factory=list)
+    # per method row: a run may hold one method (a grid of single-method runs) or all of them
+    seeds: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    run_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     commits: list[str] = field(default_factory=list)
+
+    def fewest_seeds(self) -> int:
+        return min((len(seeds) for seeds in self.seeds.values()), default=0)
+
+    def ranked_rows(self) -> list[str]:
+        """Rows that compete for a best cell: methods with enough seeds; not the pre-pruning
+        scores ('Conure-') nor the harness's variants ('TERACON+floor'), which are measurements
+        of a method's deviations, not competitors."""
+        return [m for m, seeds in self.seeds.items() if len(seeds) >= MIN_SEEDS
+                and not m.endswith("-") and VARIANT_SEPARATOR not in m]
 
 
 def setup_key(config: dict) -> str:
-    """Short hash of the settings that define a result (same key = runs averaged together)."""
+    """Short hash of the settings that define a result (same key = runs averaged together).
+
+    A variant row's declared overrides, which a run records under method_options.<row>, are
+    part of the row's name, not of the setup: a TERACON+floor run joins the TERACON runs'."""
     setup = {key: value for key, value in config.items() if key not in NOT_SETUP}
+    options = {row: values for row, values in (setup.get("method_options") or {}).items()
+               if not (VARIANT_SEPARATOR in row and values == _declared_overrides(row))}
+    if "method_options" in setup:
+        setup["method_options"] = options
     return hashlib.sha1(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _declared_overrides(row: str) -> dict | None:
+    try:
+        return METHODS.options(row, {})
+    except BenchError:  # a plugin's variant that is not loaded: keep its options in the key
+        return None
 
 
 def gather(published: Path) -> list[Group]:
@@ -106,8 +131,8 @@ def gather(published: Path) -> list[Group]:
         frame = run_frame(records, order)
         for method in frame.index:
             group.frames[method].append(frame.loc[[method]])
-        group.seeds.append(int(config.get("seed", 0)))
-        group.run_ids.append(directory.name)
+            group.seeds[method].append(int(config.get("seed", 0)))
+            group.run_ids[method].append(directory.name)
         commit = store.environment.get("commit")
         if commit and commit not in group.commits:
             group.commits.append(commit)
@@ -115,8 +140,8 @@ def gather(published: Path) -> list[Group]:
 
 
 def _rank(method: str) -> tuple:
-    base = method.split(" ")[0].rstrip("-")
-    return (PAPER_ORDER.index(base) if base in PAPER_ORDER else len(PAPER_ORDER), method)
+    base = method.split(" ")[0].split(VARIANT_SEPARATOR)[0].rstrip("-")  # variants follow their method
+    return (PAPER_ORDER.index(base) if base in PAPER_ORDER else len(PAPER_ORDER), VARIANT_SEPARATOR in method, method)
 
 
 def label(group: Group) -> str:
@@ -142,11 +167,11 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if TASK_COLUMN.match(str(c)) or str(c).startswith("Avg") or c == "BWT"]
 
 
-def clear_best(mean: pd.DataFrame, std: pd.DataFrame, column: str) -> str | None:
-    """The row whose mean beats the runner-up's by more than std_best + std_runner_up, if any.
-
-    Pre-pruning rows ('Conure-') are scores of the same method, not competitors."""
-    values = mean[column][[not str(name).endswith("-") for name in mean.index]].dropna()
+def clear_best(mean: pd.DataFrame, std: pd.DataFrame, column: str, rows: list[str] | None = None) -> str | None:
+    """The row (of `rows`, default: all but pre-pruning rows like 'Conure-') whose mean beats
+    the runner-up's by more than std_best + std_runner_up, if any."""
+    rows = [name for name in mean.index if not str(name).endswith("-")] if rows is None else rows
+    values = mean[column][[name in rows for name in mean.index]].dropna()
     if len(values) < 2:
         return None
     ranked = values.sort_values(ascending=False)
@@ -160,13 +185,12 @@ def clear_best(mean: pd.DataFrame, std: pd.DataFrame, column: str) -> str | None
 def group_frame(group: Group) -> pd.DataFrame:
     mean, std = group_stats(group)
     frame = formatted(mean, std)
-    if len(group.seeds) >= MIN_SEEDS:
-        for column in score_columns(mean):
-            best = clear_best(mean, std, column)
-            if best is not None:
-                frame.at[best, column] = f"**{frame.at[best, column]}**"
-    frame["seeds"] = ",".join(map(str, sorted(group.seeds)))
-    frame["runs"] = " ".join(sorted(group.run_ids))
+    for column in score_columns(mean):
+        best = clear_best(mean, std, column, group.ranked_rows())
+        if best is not None:
+            frame.at[best, column] = f"**{frame.at[best, column]}**"
+    frame["seeds"] = [",".join(map(str, sorted(group.seeds[m]))) for m in frame.index]
+    frame["runs"] = [" ".join(sorted(group.run_ids[m])) for m in frame.index]
     frame["commit"] = " ".join(group.commits) or "–"
     frame.index.name = "method"
     return frame
@@ -178,22 +202,25 @@ def summary(groups: list[Group]) -> list[str]:
     for group in groups:
         mean, std = group_stats(group)
         where = f"{group.dataset}, order {','.join(map(str, group.order))}, {label(group)}, setup `{group.setup}`"
-        if len(group.seeds) < MIN_SEEDS:
-            lines.append(f"- {where}: {len(group.seeds)} seed(s), fewer than {MIN_SEEDS}: not ranked.")
+        rows = group.ranked_rows()
+        if len(rows) < 2:
+            fewest = group.fewest_seeds()
+            reason = f"{fewest} seed(s), fewer than {MIN_SEEDS}" if fewest < MIN_SEEDS else "fewer than two methods"
+            lines.append(f"- {where}: {reason}: not ranked.")
             continue
         parts = []
         for column in [c for c in mean.columns if str(c).startswith("Avg")]:
-            ranked = mean[column][[not str(n).endswith("-") for n in mean.index]].dropna().sort_values(ascending=False)
+            ranked = mean[column][[n in rows for n in mean.index]].dropna().sort_values(ascending=False)
             if ranked.empty:
                 continue
             top = ranked.index[0]
             text = f"{column}: {top} {ranked.iloc[0]:.4f} ± {std.at[top, column]:.4f}"
             if len(ranked) > 1:
                 runner = ranked.index[1]
-                verdict = "clearly ahead of" if clear_best(mean, std, column) == top else "not separated from"
+                verdict = "clearly ahead of" if clear_best(mean, std, column, rows) == top else "not separated from"
                 text += f", {verdict} {runner} {ranked.iloc[1]:.4f} ± {std.at[runner, column]:.4f}"
             parts.append(text)
-        lines.append(f"- {where} ({len(group.seeds)} seeds): " + "; ".join(parts) + ".")
+        lines.append(f"- {where} ({group.fewest_seeds()} seeds each): " + "; ".join(parts) + ".")
     return lines
 
 
@@ -223,9 +250,13 @@ def generate(root: Path) -> str:
             lines += ["", heading]
             current = heading
         frame = group_frame(group)
-        caption = missing_first_caption(frame)
+        captions = [missing_first_caption(frame)]
+        if any(VARIANT_SEPARATOR in str(name) for name in frame.index):
+            captions.append("Rows named `Method+variant` measure the harness's deviations from a method's "
+                            "released algorithm (README, \"Protocol and deviations\"); they are not ranked.")
         lines += ["", f"### {label(group)}, setup `{group.setup}`", ""]
-        lines += [caption, ""] if caption else []
+        for caption in filter(None, captions):
+            lines += [caption, ""]
         lines += [render(frame, "github")]
     return "\n".join(lines) + "\n"
 
