@@ -7,7 +7,7 @@
 #
 # Run ids are synthetic-paper-<method>-s<seed>; a run left unfinished (SECONDS reached, a crash)
 # is resumed by the next call. Publish the finished ones with
-#   python -m bench leaderboard --results RESULTS --publish synthetic-paper-*-s{0,1,2}
+#   python -m bench leaderboard --results RESULTS --publish $(cd RESULTS/runs && ls -d synthetic-paper-*)
 set -u
 results=${1:?usage: paper_grid.sh RESULTS [JOBS] [SECONDS] [bench run args...]}
 jobs=${2:-16}
@@ -18,7 +18,6 @@ methods=${PAPER_GRID_METHODS:-"Conure HAT TERACON MTL PeterRec FineAll SinMoAll 
 seeds=${PAPER_GRID_SEEDS:-"0 1 2"}
 mkdir -p "$results/logs"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
-
 export GRID_RESULTS=$results GRID_ARGS="$*"  # extra arguments: no spaces inside one
 
 one_run() {  # method seed

@@ -61,7 +61,7 @@ def test_clear_best_needs_a_margin_larger_than_both_stds():
     assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [np.nan] * 3}, index=mean.index), "Avg") is None
 
 
-def test_single_method_runs_and_variants_join_one_table(tmp_path, monkeypatch):
+def test_single_method_runs_and_variants_join_one_table(tmp_path):
     """A grid of one-method runs (benchmarks/paper_grid.sh) averages per method: each row shows
     its own seeds and runs, a variant row sits under its method and is never marked best."""
     for seed, noise in enumerate([0.0, 0.01, -0.01]):
