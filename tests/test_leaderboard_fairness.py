@@ -25,7 +25,8 @@ def _publish(root, run_id, seed, method_scores: dict[str, list[float]], tuned: d
     for method, final in method_scores.items():
         steps = []
         for row in range(3):
-            scores = {tasks[j]: {"mrr@5": final[j] if row == 2 else final[j] + 0.01} for j in range(row + 1)}
+            scores = {tasks[j]: {"mrr@5": final[j] if row == 2 else final[j] + 0.01}
+                      for j in range(row + 1) if final[j] is not None}  # None: no score (MTL's T1)
             steps.append({"row": row, "tasks": [tasks[row]], "scores": scores, "seconds": 1.0,
                           "parameters": 10, "backbones": 1})
         record = {"method": method, "tasks": tasks, "metrics": {t: "mrr@5" for t in tasks},
@@ -94,3 +95,21 @@ def test_a_variant_with_extra_settings_is_its_own_setup():
     changed = {"dataset": "toy", "method_options": {"TERACON+floor": {"min_ratio": 0.5}}}
     assert leaderboard.setup_key(recorded) == leaderboard.setup_key(plain)
     assert leaderboard.setup_key(changed) != leaderboard.setup_key(plain)
+
+
+def test_an_average_over_fewer_tasks_is_not_ranked_against_full_ones(tmp_path):
+    """MTL has no T1 score: its all-task Avg (over T2, T3) is shown but never marked or named as
+    the lead there; on Avg T2–T3, which every row has, it competes."""
+    for seed, noise in enumerate([0.0, 0.002, -0.002]):
+        _publish(tmp_path, f"m-s{seed}", seed, {"FineAll": [0.1, 0.5 + noise, 0.5],
+                                                "SinMo": [0.1, 0.3 + noise, 0.3],
+                                                "MTL": [None, 0.6 + noise, 0.6]})
+    text = leaderboard.generate(tmp_path)
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")]
+            for line in text.split("### paper defaults")[1].splitlines() if line.startswith("| ")}
+    header = rows["method"]
+    avg, later = header.index("Avg"), header.index("Avg T2–T3")
+    assert rows["MTL"][avg] == "0.6000 ± 0.0010" and rows["FineAll"][avg].startswith("**0.3667")
+    assert rows["MTL"][later].startswith("**0.6000")
+    summary = text.split("## Summary")[1]
+    assert "Avg: FineAll 0.3667" in summary and "Avg T2–T3: MTL 0.6000" in summary

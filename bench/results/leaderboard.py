@@ -182,11 +182,20 @@ def clear_best(mean: pd.DataFrame, std: pd.DataFrame, column: str, rows: list[st
     return best
 
 
+def comparable_rows(mean: pd.DataFrame, column: str, rows: list[str]) -> list[str]:
+    """Rows whose `column` covers the same tasks: the all-task Avg of a row without a T1 score
+    (MTL) averages fewer tasks, so it is shown but not ranked against the others on that column."""
+    if column != "Avg":
+        return rows
+    tasks = [c for c in mean.columns if TASK_COLUMN.match(str(c))]
+    return [row for row in rows if mean.loc[row, tasks].notna().all()]
+
+
 def group_frame(group: Group) -> pd.DataFrame:
     mean, std = group_stats(group)
     frame = formatted(mean, std)
     for column in score_columns(mean):
-        best = clear_best(mean, std, column, group.ranked_rows())
+        best = clear_best(mean, std, column, comparable_rows(mean, column, group.ranked_rows()))
         if best is not None:
             frame.at[best, column] = f"**{frame.at[best, column]}**"
     frame["seeds"] = [",".join(map(str, sorted(group.seeds[m]))) for m in frame.index]
@@ -210,14 +219,15 @@ def summary(groups: list[Group]) -> list[str]:
             continue
         parts = []
         for column in [c for c in mean.columns if str(c).startswith("Avg")]:
-            ranked = mean[column][[n in rows for n in mean.index]].dropna().sort_values(ascending=False)
+            ranked_rows = comparable_rows(mean, column, rows)
+            ranked = mean[column][[n in ranked_rows for n in mean.index]].dropna().sort_values(ascending=False)
             if ranked.empty:
                 continue
             top = ranked.index[0]
             text = f"{column}: {top} {ranked.iloc[0]:.4f} ± {std.at[top, column]:.4f}"
             if len(ranked) > 1:
                 runner = ranked.index[1]
-                verdict = "clearly ahead of" if clear_best(mean, std, column, rows) == top else "not separated from"
+                verdict = "clearly ahead of" if clear_best(mean, std, column, ranked_rows) == top else "not separated from"
                 text += f", {verdict} {runner} {ranked.iloc[1]:.4f} ± {std.at[runner, column]:.4f}"
             parts.append(text)
         lines.append(f"- {where} ({group.fewest_seeds()} seeds each): " + "; ".join(parts) + ".")
