@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The leaderboard's paper-preset runs: every (method, seed) of the synthetic default as its own
-# run with `--preset paper`, JOBS at a time on one device. Small models on a GPU leave it idle
+# The leaderboard's paper-preset runs: every (method, seed) as its own run with `--preset paper`
+# (the embedded synthetic data unless the extra arguments name a dataset), JOBS at a time on one device. Small models on a GPU leave it idle
 # between kernel launches, so separate processes fill it where one sequential run could not.
 #
 #   bash benchmarks/paper_grid.sh RESULTS [JOBS] [SECONDS] [extra `bench run` arguments...]
 #
-# Run ids are synthetic-paper-<method>-s<seed>; a run left unfinished (SECONDS reached, a crash)
-# is resumed by the next call. Publish the finished ones with
+# Run ids are <PAPER_GRID_NAME>-<method>-s<seed> (default name synthetic-paper); a run left
+# unfinished (SECONDS reached, a crash) is resumed by the next call. Publish the finished ones with
 #   python -m bench leaderboard --results RESULTS --publish $(cd RESULTS/runs && ls -d synthetic-paper-*)
+# e.g. MovieLens-100K: PAPER_GRID_NAME=ml100k-paper bash benchmarks/paper_grid.sh results 16 0 \
+#   --dataset movielens --data-dir DIR
 set -u
 results=${1:?usage: paper_grid.sh RESULTS [JOBS] [SECONDS] [bench run args...]}
 jobs=${2:-16}
@@ -18,10 +20,10 @@ methods=${PAPER_GRID_METHODS:-"Conure HAT TERACON MTL PeterRec FineAll SinMoAll 
 seeds=${PAPER_GRID_SEEDS:-"0 1 2"}
 mkdir -p "$results/logs"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
-export GRID_RESULTS=$results GRID_ARGS="$*"  # extra arguments: no spaces inside one
+export GRID_NAME=${PAPER_GRID_NAME:-synthetic-paper} GRID_RESULTS=$results GRID_ARGS="$*"  # extra arguments: no spaces inside one
 
 one_run() {  # method seed
-    local id="synthetic-paper-$1-s$2" start=$SECONDS args
+    local id="$GRID_NAME-$1-s$2" start=$SECONDS args
     if [ -d "$GRID_RESULTS/runs/$id" ]; then args="--resume $id"
     else args="--preset paper --methods $1 --seed $2 --run-id $id"; fi
     # shellcheck disable=SC2086  # word splitting of the argument strings is intended
