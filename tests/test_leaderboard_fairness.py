@@ -57,9 +57,10 @@ def test_tables_split_defaults_from_tuned_and_mark_only_clear_wins(tmp_path):
 
 def test_clear_best_needs_a_margin_larger_than_both_stds():
     mean = pd.DataFrame({"Avg": [0.50, 0.47, 0.40]}, index=["A", "B", "C"])
-    assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [0.01, 0.01, 0.0]}, index=mean.index), "Avg") == "A"
-    assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [0.02, 0.02, 0.0]}, index=mean.index), "Avg") is None
-    assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [np.nan] * 3}, index=mean.index), "Avg") is None
+    rows = list(mean.index)
+    assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [0.01, 0.01, 0.0]}, index=mean.index), "Avg", rows) == "A"
+    assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [0.02, 0.02, 0.0]}, index=mean.index), "Avg", rows) is None
+    assert leaderboard.clear_best(mean, pd.DataFrame({"Avg": [np.nan] * 3}, index=mean.index), "Avg", rows) is None
 
 
 def test_single_method_runs_and_variants_join_one_table(tmp_path):

@@ -167,10 +167,9 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if TASK_COLUMN.match(str(c)) or str(c).startswith("Avg") or c == "BWT"]
 
 
-def clear_best(mean: pd.DataFrame, std: pd.DataFrame, column: str, rows: list[str] | None = None) -> str | None:
-    """The row (of `rows`, default: all but pre-pruning rows like 'Conure-') whose mean beats
-    the runner-up's by more than std_best + std_runner_up, if any."""
-    rows = [name for name in mean.index if not str(name).endswith("-")] if rows is None else rows
+def clear_best(mean: pd.DataFrame, std: pd.DataFrame, column: str, rows: list[str]) -> str | None:
+    """The row of `rows` (those that compete, see Group.ranked_rows) whose mean beats the
+    runner-up's by more than std_best + std_runner_up, if any."""
     values = mean[column][[name in rows for name in mean.index]].dropna()
     if len(values) < 2:
         return None
@@ -219,15 +218,15 @@ def summary(groups: list[Group]) -> list[str]:
             continue
         parts = []
         for column in [c for c in mean.columns if str(c).startswith("Avg")]:
-            ranked_rows = comparable_rows(mean, column, rows)
-            ranked = mean[column][[n in ranked_rows for n in mean.index]].dropna().sort_values(ascending=False)
+            competing = comparable_rows(mean, column, rows)
+            ranked = mean[column][[n in competing for n in mean.index]].dropna().sort_values(ascending=False)
             if ranked.empty:
                 continue
             top = ranked.index[0]
             text = f"{column}: {top} {ranked.iloc[0]:.4f} ± {std.at[top, column]:.4f}"
             if len(ranked) > 1:
                 runner = ranked.index[1]
-                verdict = "clearly ahead of" if clear_best(mean, std, column, ranked_rows) == top else "not separated from"
+                verdict = "clearly ahead of" if clear_best(mean, std, column, competing) == top else "not separated from"
                 text += f", {verdict} {runner} {ranked.iloc[1]:.4f} ± {std.at[runner, column]:.4f}"
             parts.append(text)
         lines.append(f"- {where} ({group.fewest_seeds()} seeds each): " + "; ".join(parts) + ".")
