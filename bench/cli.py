@@ -22,23 +22,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description="Benchmark continual user-representation learning methods (Conure/TERACON protocol).",
     )
-    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
-                        help="import a Python file that registers methods or datasets (repeatable; "
-                             "before the command)")
+    add_global_options(parser, "plugin")
+    # The same options after the command (`run --plugin F.py`): parsed into their own name so
+    # that a value given before the command is not reset by the sub-command's default.
+    after = argparse.ArgumentParser(add_help=False)
+    add_global_options(after, "plugin_after")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for module_name in COMMANDS:
         module = importlib.import_module(f"bench.commands.{module_name}")
-        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP, parents=[after])
         module.add_arguments(sub)
         sub.set_defaults(execute=module.execute)
     return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py", dest=dest,
+                        help="import a Python file that registers methods or datasets (repeatable; "
+                             "before or after the command)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for path in args.plugin:
+        for path in args.plugin + args.plugin_after:
             load_file(path)
         return int(args.execute(args) or 0)
     except BenchError as error:

@@ -45,7 +45,13 @@ def test_huggingface_datasets_and_bench_coexist(tmp_path):
     """Both ship a `datasets`; bench installs its own as bench.datasets, so neither shadows the other.
     (Run outside the checkout: Python puts the working directory first on sys.path, and there
     the repository's own datasets/ folder is a top-level `datasets`.)"""
-    if importlib.util.find_spec("datasets") is None:
+    # Look for it where the check runs, outside the checkout: here, inside it, the repository's
+    # own datasets/ folder would be found instead.
+    found = subprocess.run([sys.executable, "-c", "import importlib.util; "
+                            "print(importlib.util.find_spec('datasets') is not None)"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    if found.stdout.strip() != "True":
         pytest.skip("HuggingFace `datasets` is not installed (.ci/run installs it: pip install datasets)")
     done = subprocess.run([sys.executable, "-c",
                            "import datasets\nassert callable(datasets.load_dataset)\n"

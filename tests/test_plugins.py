@@ -36,6 +36,9 @@ def write_examples(folder: Path) -> tuple[Path, Path]:
 def isolated_registries(monkeypatch):
     """Plugins registered by a test leave the process-wide registries as they were."""
     load_plugins()
+    for registry in (METHODS, DATASETS):  # import the built-ins first: a module imported during
+        for name in registry.names():     # the test would register into the copy, not the original
+            registry.get(name)
     monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
     monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
     yield
@@ -66,6 +69,18 @@ def test_plugin_files_run_tune_and_list(tmp_path, capsys, isolated_registries):
     assert main([*plugins, "tune", "--method", "FineTop", "--trials", "1", "--dataset", "cycles", *TINY,
                  "--results", str(results), "--quiet"]) == 0
     assert "best trial 0" in capsys.readouterr().out
+
+
+def test_plugin_option_after_the_command(tmp_path, capsys, isolated_registries):
+    """`run --plugin F.py` works as `--plugin F.py run`; both places add up."""
+    method, dataset = write_examples(tmp_path / "mine")
+    assert main(["list", "--plugin", str(method)]) == 0
+    assert "FineTop" in capsys.readouterr().out
+    assert main(["--plugin", str(method), "run", "--plugin", str(dataset), "--methods", "FineTop",
+                 "--dataset", "cycles", *TINY, "--results", str(tmp_path / "results"), "--quiet"]) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("| FineTop ")
+    assert main(["list", "--plugin", str(tmp_path / "missing.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_entry_points_register_without_any_flag(tmp_path):
