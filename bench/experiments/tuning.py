@@ -107,6 +107,28 @@ def _retry_callback():
     return cls(max_retry=MAX_RETRY)
 
 
+# The package that provides each database driver SQLAlchemy imports. SQLAlchemy 2.1 maps
+# postgresql:// to psycopg (3); postgresql+psycopg2:// and mysql:// name the others.
+DRIVER_PACKAGES = {
+    "psycopg": '"psycopg[binary]" (or pip install "userrep-bench[postgres]")',
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient",
+}
+
+
+def missing_driver(error: ImportError) -> str:
+    """What to install for a database driver SQLAlchemy could not import (Optuna re-raises
+    SQLAlchemy's ImportError with a message of its own: the module is named further down)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        module = (getattr(cause, "name", None) or "").split(".")[0]
+        if module in DRIVER_PACKAGES:
+            return f"its database driver '{module}' is not installed: pip install {DRIVER_PACKAGES[module]}"
+        cause = cause.__cause__ or cause.__context__
+    return f"{error} (install the database driver)"
+
+
 def open_storage(url: str, heartbeat: int | None = None):
     """An Optuna storage; with `heartbeat` (seconds) a relational one fails the trials of
     killed workers after 2 x heartbeat and queues them again with the same parameters."""
@@ -128,7 +150,7 @@ def open_storage(url: str, heartbeat: int | None = None):
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
         return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
     except ImportError as error:
-        raise BenchError(f"storage {redact(url)}: {error} (install the database driver)") from None
+        raise BenchError(f"storage {redact(url)}: {missing_driver(error)}") from None
     except Exception as error:  # sqlalchemy's URL, connection and schema errors
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BenchError(f"storage {redact(url)}: {message}") from None
