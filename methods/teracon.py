@@ -23,6 +23,11 @@ heads) stays trainable through the whole sequence; one backbone (#B = 1).
 - task 1 (train_task1.py): a fresh NextItNet trained once with its own mask (plain
   sigmoid(s e_1)), the run's first-task schedule; no retention.
 - sampled rows per old task: int(r_i * batch), as train_teracon.py (~L175); no floor on r_i.
+  The `quick` preset (128-row batches, bench/presets.py) sets `rows="expected"` instead:
+  floor(r_i * batch) plus one row with probability frac(r_i * batch), so each batch keeps the
+  paper's fraction r_i on average (eq. 14); int() would keep 0 of 128 rows for related tasks
+  (r_i ~ 0.0025) and switch retention off. Rows `TERACON+int` / `TERACON+expected` name either
+  rule under any preset.
 - learning rate: the released script (ttl_train.sh) trains task 2 at 1e-3 and tasks 3..6
   at 1e-4; `later_lr_scale` (0.1) and `later_lr_from` (3) reproduce that relative to the
   run's lr. alpha = 0.7 (train_teracon.py default). No dataset sets other values.
@@ -82,7 +87,9 @@ class TERACONOptions:
     initial_ratio: float = field(default=0.9, metadata={"min": 0, "max": 1})  # r_i before the first mask-similarity update
     similarity_scale: float = field(default=6.0, metadata={"gt": 0})  # r_i = 1 - mean sigmoid(scale * cos)
     min_ratio: float = field(default=0.0, metadata={"min": 0, "max": 1})  # floor on r_i; 0 = the code (variant TERACON+floor: 0.25)
-    rows: Literal["int", "ceil"] = "int"  # rows per old task: int(r_i * batch) as the code, or ceil
+    # rows per old task: int(r_i * batch) as the code; ceil; or "expected": floor(r_i * batch)
+    # plus one with probability frac(r_i * batch), so the mean is r_i * batch at any batch size
+    rows: Literal["int", "ceil", "expected"] = "int"
     shared_first_task: bool = False  # True: T1 starts from the run's shared (unmasked) T1 model
     # The released script (ttl_train.sh) trains task 2 at lr 1e-3 and tasks 3..6 at 1e-4:
     # later tasks take the run's lr times `later_lr_scale` from task `later_lr_from` on.
@@ -197,6 +204,8 @@ class TERACON(ContinualMethod):
     variants = {
         "floor": {"min_ratio": 0.25},  # keeps retention on for near-parallel masks on small data
         "ceil": {"rows": "ceil"},  # at least one retention row per old task and batch
+        "expected": {"rows": "expected"},  # r_i * batch rows on average (stochastic rounding)
+        "int": {"rows": "int"},  # the code's int(r_i * batch), where a preset chose another rule
         "sharedt1": {"shared_first_task": True},  # T1 from the shared unmasked model, then masked
     }
 
@@ -210,8 +219,8 @@ class TERACON(ContinualMethod):
     def __init__(self, context, options=None):
         super().__init__(context, options)
         check_finite(self.options.smax, "smax")
-        if self.options.rows not in ("int", "ceil"):
-            raise BenchError(f"TERACON: rows must be 'int' or 'ceil', got {self.options.rows!r}")
+        if self.options.rows not in ROW_RULES:
+            raise BenchError(f"TERACON: rows must be one of {', '.join(ROW_RULES)}, got {self.options.rows!r}")
         self.net: TeraconNet | None = None
 
     def learn(self, tasks, context) -> None:
@@ -273,16 +282,27 @@ class TERACON(ContinualMethod):
         return evaluation_scores(task, hidden, self.net.heads[k])
 
 
+def expected_rows(exact: float) -> int:
+    """Stochastic rounding: floor(x) + 1 with probability frac(x), so E[rows] = x exactly.
+    The draw is on the CPU generator: no device sync, and reproducible from the run's seed."""
+    whole = math.floor(exact)
+    return whole + int(float(torch.rand(())) < exact - whole)
+
+
+ROW_RULES = {"int": int, "ceil": math.ceil, "expected": expected_rows}
+
+
 class RetentionState:
     """Per-old-task sampling ratios r_i (eq. 15) and the batch rows they select (eq. 14)."""
 
     def __init__(self, initial: float, n_old: int, rows: str = "int"):
         self.ratios = [initial] * n_old
-        self.round = math.ceil if rows == "ceil" else int
+        self.round = ROW_RULES[rows]
 
     def sample_rows(self, batch: int, device) -> list[torch.Tensor]:
-        """round(r_i * batch) random rows per old task; the code truncates (int), so a small
-        batch draws no row for a similar task (r ~ 0.0025) and its retention is off there."""
+        """round(r_i * batch) random rows per old task. The code truncates (int): with related
+        tasks (r ~ 0.0025) that is ~2 rows of a 1024-row batch, and none of a 128-row batch, where
+        retention is off; "expected" keeps the paper's fraction r_i of any batch on average."""
         return [torch.randperm(batch, device=device)[:self.round(batch * r)] for r in self.ratios]
 
     def update(self, teacher_masks, current_mask, scale: float, floor: float) -> None:

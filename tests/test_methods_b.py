@@ -307,6 +307,18 @@ def test_teracon_rows_truncate_as_the_code():
     assert TERACONOptions().min_ratio == 0.0 and TERACONOptions().rows == "int"
 
 
+def test_teracon_expected_rows_keep_the_fraction_of_any_batch():
+    """Stochastic rounding: E[rows] = r * batch, so 128-row batches keep retention (~0.32 rows
+    per batch at r = 0.0025) where int() keeps none, and 1024-row ones keep 2.56 on average."""
+    torch.manual_seed(0)
+    for batch, ratio in ((128, 0.0025), (1024, 0.0025), (128, 0.3)):
+        state = teracon_module.RetentionState(ratio, 1, rows="expected")
+        counts = [len(state.sample_rows(batch, "cpu")[0]) for _ in range(4000)]
+        exact = batch * ratio
+        assert set(counts) <= {int(exact), int(exact) + 1}
+        assert abs(np.mean(counts) - exact) < 0.05 * max(1.0, exact), (batch, ratio, np.mean(counts))
+
+
 def test_teracon_sampling_ratio_follows_mask_similarity():
     masks = torch.rand(4, 16) + 0.1
     same = teracon_module.sampling_ratio(masks, masks, 6.0)

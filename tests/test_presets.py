@@ -21,6 +21,15 @@ def test_default_preset_depends_on_the_dataset():
     assert quick.backbone.embedding_dim == 64 and quick.method_train == {}
 
 
+def test_quick_preset_keeps_teracon_retention_on_and_paper_keeps_the_code_rule():
+    """At 128-row batches int(r_i * batch) is 0 rows for related tasks: the quick preset rounds
+    stochastically; the paper preset (batch 1024) keeps the released int()."""
+    assert build_run_config({}).method_options["TERACON"]["rows"] == "expected"
+    assert "rows" not in build_run_config({"preset": "paper"}).method_options["TERACON"]
+    from bench.registry import METHODS
+    assert METHODS.options("TERACON+int", build_run_config({}).method_options)["rows"] == "int"
+
+
 def test_paper_preset_holds_the_released_settings():
     config = build_run_config({"dataset": "ttl", "preset": "paper"})
     assert config.backbone.embedding_dim == 256 and config.backbone.dilations == [1, 4] * 4
