@@ -2,12 +2,15 @@
 
 After step i (which ends at task position i) every task learnt so far is scored on its test
 split, filling row i of R. Each finished step is checkpointed, so `--resume` retrains
-nothing that already finished.
+nothing that already finished; inside a step, in-task checkpoints (bench/engine/checkpoints.py)
+let it continue in the middle of an epoch. A diverged step (a non-finite loss or score)
+is an error naming the method, task, epoch and step; it is never stored as a result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict
 from functools import partial
@@ -18,7 +21,8 @@ from tqdm.auto import tqdm
 
 from bench.config import RunConfig, TrainConfig, build_run_config, changed_settings, from_dict
 from bench.presets import merge_settings
-from bench.errors import BenchError
+from bench.errors import BenchError, DivergenceError
+from bench.engine.checkpoints import Journal
 from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
 from bench.results.store import MethodRecord, RunStore
@@ -91,8 +95,11 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
     bar = tqdm(methods, desc="methods", disable=not progress, unit="method")
     for name in bar:
         bar.set_postfix(method=name)
-        records.append(run_method(name, tasks, method_context(name, context, config), store, config,
-                                  on_step))
+        try:
+            records.append(run_method(name, tasks, method_context(name, context, config), store, config,
+                                      on_step))
+        except DivergenceError as error:
+            raise BenchError(f"{name}, {error}") from None
     return records
 
 
@@ -153,8 +160,9 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         if index < len(record.steps):
             continue  # finished before the interruption
         started = time.perf_counter()
+        journal = Journal(store.fit_checkpoint_path(name), f"{name} step {index}", distributed.is_main())
         method.train()
-        method.learn([tasks[p] for p in positions], context)
+        method.learn([tasks[p] for p in positions], dataclasses.replace(context, journal=journal))
         method.eval()
         seconds = time.perf_counter() - started
         scores = {
@@ -163,6 +171,9 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
                                     context.train.limit_eval_users, context.train.precision)
             for p in method.scored_positions(seen, positions)
         }
+        for task_name, metrics in scores.items():
+            if not all(math.isfinite(value) for value in metrics.values()):
+                raise DivergenceError(task_name, f"the {config.eval_split} scores are not finite ({metrics})")
         record.steps.append({
             "row": max(positions), "tasks": [tasks[p].name for p in positions], "scores": scores,
             "seconds": seconds, "parameters": method.parameter_count(),
@@ -172,6 +183,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         if distributed.is_main():  # every rank holds the same model and scores; rank 0 writes
             store.save_checkpoint(name, {"method": method, "record": asdict(record),
                                          "rng": torch.get_rng_state()})
+            journal.drop()  # the step checkpoint holds it now
             store.save_record(record)
             write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
         if on_step is not None:

@@ -5,7 +5,10 @@
     results/runs/<run-id>/cache/             the shared T1 model
     results/runs/<run-id>/methods/<M>/result.json   per step: scores of every seen task
     results/runs/<run-id>/methods/<M>/R.csv         the primary-metric matrix R[i][j]
-    results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished
+    results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished (and
+                                                    checkpoint.prev.pt, the step before)
+    results/runs/<run-id>/methods/<M>/fit.pt        in-task checkpoint of the step it is learning
+                                                    (and fit.prev.pt), every few minutes
     results/runs/<run-id>/changes.json       settings changed on resume with --override
     results/runs/<run-id>/.lock              held (flock) while a process works in the run
 
@@ -20,7 +23,6 @@ import contextlib
 import datetime as _dt
 import fcntl
 import os
-import pickle
 import platform
 import secrets
 import shutil
@@ -36,7 +38,8 @@ import torch
 from bench.config import DEFAULT_ROOT
 from bench.engine import distributed
 from bench.errors import BenchError, WriteError
-from bench.io import probe_writable, read_json, write_json, write_text, write_torch
+from bench.io import (UnreadableFile, load_torch_with_fallback, probe_writable, read_json, remove_with_previous,
+                      write_json, write_text, write_torch_keeping_previous)
 
 
 
@@ -129,10 +132,17 @@ class RunStore:
         self._lock = handle
         try:
             probe_writable(self.directory)
+            self._remove_orphan_temporaries()
         except BaseException:
             self.unlock()
             raise
         return self
+
+    def _remove_orphan_temporaries(self) -> None:
+        """Half-written `.NAME.*.tmp` files of a process killed mid-write (kill -9): under the
+        lock no other process is writing here, so every one is an orphan."""
+        for path in self.directory.rglob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -208,21 +218,24 @@ class RunStore:
         return [record for name in names if (record := self.load_record(name))]
 
     def save_checkpoint(self, method_name: str, payload: dict[str, Any]) -> None:
-        write_torch(self.method_dir(method_name) / "checkpoint.pt", payload)
+        """The method after a finished step; the one before is kept as checkpoint.prev.pt."""
+        write_torch_keeping_previous(self.method_dir(method_name) / "checkpoint.pt", payload)
 
     def load_checkpoint(self, method_name: str, device: torch.device) -> dict | None:
-        path = self.method_dir(method_name) / "checkpoint.pt"
-        if not path.exists():
-            return None
+        """The latest step checkpoint, or the previous one when the latest is damaged."""
         try:
-            return torch.load(path, map_location=device, weights_only=False)
-        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            reason = str(error).split(". ")[0].strip() or type(error).__name__
-            raise BenchError(f"{path}: unreadable checkpoint ({reason}); "
+            return load_torch_with_fallback(self.method_dir(method_name) / "checkpoint.pt", device)
+        except UnreadableFile as error:
+            raise BenchError(f"{error.path}: unreadable checkpoint ({error.reason}); "
                              "delete it to train this method again from its start") from None
 
     def drop_checkpoint(self, method_name: str) -> None:
-        (self.method_dir(method_name) / "checkpoint.pt").unlink(missing_ok=True)
+        remove_with_previous(self.method_dir(method_name) / "checkpoint.pt")
+        remove_with_previous(self.fit_checkpoint_path(method_name))
+
+    def fit_checkpoint_path(self, method_name: str) -> Path:
+        """The in-task checkpoint of the step a method is learning (bench/engine/checkpoints.py)."""
+        return self.method_dir(method_name) / "fit.pt"
 
 
 def new_run_id(config: dict) -> str:
