@@ -70,11 +70,12 @@ def write_torch_keeping_previous(path: Path, obj: Any) -> None:
     """Write a checkpoint atomically, first moving the last one aside: a damaged latest file
     (disk fault, a copy cut short) then falls back to the one before instead of to nothing."""
     path = Path(path)
-    if path.exists():
-        try:
-            os.replace(path, previous_path(path))
-        except OSError as error:
-            raise WriteError(previous_path(path), error) from None
+    try:
+        os.replace(path, previous_path(path))
+    except FileNotFoundError:
+        pass  # the first one (or another process sharing the file moved it just now)
+    except OSError as error:
+        raise WriteError(previous_path(path), error) from None
     write_torch(path, obj)
 
 

@@ -81,3 +81,94 @@ def test_kill_inside_a_task_resumes_mid_epoch_bit_identical(method, writes, resu
     np.testing.assert_array_equal(resumed.matrix(), expected.matrix())
     assert _fit_logs(store, method) == _fit_logs(reference, method)
     assert not list(store.directory.rglob("fit*.pt")) and not list(store.directory.rglob("*.fit*.pt"))
+
+
+# ------------------------------------------------- row 1: divergence is an error, never a score
+
+def _class_task():
+    from bench.engine.tasks import Task, TaskKind, TaskSplit
+
+    rng = np.random.default_rng(0)
+    split = TaskSplit(rng.integers(1, 10, (100, 5)), rng.integers(0, 3, 100))
+    return Task("T4", TaskKind.CLASS, 3, split, split, split)
+
+
+def _fit_with_nan_at(bad_steps: set[int], scores_nan: bool = False, **train):
+    """fit on a tiny class task whose loss is NaN at the given (1-based, per epoch) steps."""
+    from bench.engine.training import fit
+
+    task, model, step = _class_task(), torch.nn.Embedding(10, 3), [0]
+
+    def loss_fn(x, y):
+        step[0] += 1
+        loss = torch.nn.functional.cross_entropy(model(x[:, -1]), y)
+        return loss * torch.nan if (step[0] - 1) % 10 + 1 in bad_steps else loss
+
+    def score_fn(x):
+        scores = model(x[:, -1])
+        return scores * torch.nan if scores_nan else scores
+
+    config = TrainConfig(epochs=2, batch_size=10, patience=5, **train)
+    return fit(task, model.parameters(), loss_fn, score_fn, model, config, torch.device("cpu")), model
+
+
+def test_a_non_finite_loss_stops_the_task_naming_epoch_and_step():
+    from bench.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match=r"task T4: the training loss is not finite at epoch 1, step 3;"):
+        _fit_with_nan_at({3, 7})
+
+
+def test_nonfinite_skip_leaves_the_steps_out_and_counts_them():
+    log, model = _fit_with_nan_at({3, 7}, nonfinite="skip")
+    assert [epoch["skipped"] for epoch in log.epochs] == [2, 2] and log.skipped_steps == 4
+    assert torch.isfinite(model.weight).all()
+    assert all(np.isfinite(epoch["loss"]) for epoch in log.epochs)
+
+
+def test_a_non_finite_validation_score_is_never_selected():
+    from bench.errors import DivergenceError
+
+    with pytest.raises(DivergenceError, match="validation score is not finite at epoch 1"):
+        _fit_with_nan_at(set(), scores_nan=True)
+    with pytest.raises(DivergenceError, match="no epoch has a finite validation score"):
+        _fit_with_nan_at(set(), scores_nan=True, nonfinite="skip")
+
+
+def test_nan_scores_are_nan_metrics_not_infinite_ones():
+    from bench.engine.metrics import accuracy, ranking_metrics
+
+    scores, targets = torch.randn(4, 10), torch.tensor([1, 2, 3, 4])
+    assert all(np.isfinite(v) for v in ranking_metrics(scores, targets).values())
+    scores[1] = torch.nan
+    assert all(np.isnan(v) for v in ranking_metrics(scores, targets).values())  # was MRR/NDCG = inf
+    assert np.isnan(accuracy(scores, targets)["accuracy"])
+
+
+@pytest.mark.parametrize("method", ["SinMo", "TERACON"])
+def test_a_diverging_run_is_one_error_naming_method_task_epoch_and_step(method, capsys, tmp_path):
+    from tests.test_bad_input import TINY, cli
+    from tests.test_cli import assert_one_line_error
+
+    code, _, err = cli(capsys, "run", "--methods", method, *TINY, "--set", "train.lr=1e30",
+                       "--run-id", "diverged", "--results", tmp_path)
+    started, *rest = err.splitlines(keepends=True)  # "run diverged -> ...", then the error
+    assert started.startswith("run diverged")
+    assert_one_line_error(code, "".join(rest), f"{method}, task T1", "not finite at epoch 1")
+    store = RunStore.open("diverged", tmp_path)
+    assert store.load_record(method) is None, "nothing stored as a result"
+
+
+def test_a_diverging_tune_trial_fails_instead_of_winning(tmp_path, capsys):
+    from optuna.trial import TrialState
+
+    from bench.experiments import tuning
+
+    study = tuning.tune(tuning.TuneSettings(
+        method="SinMo", trials=2, root=tmp_path, fixed={"train.lr": 1e30}, quiet=True,
+        base={"dataset_options": {"n_users": 100, "n_items": 20}, "device": "cpu",
+              "backbone": {"embedding_dim": 8, "dilations": [1]}, "train": {"epochs": 1}}))
+    states = [trial.state for trial in study.trials]
+    assert states == [TrialState.FAIL, TrialState.FAIL], "counted against --trials, never retried"
+    assert all("not finite" in trial.user_attrs["diverged"] for trial in study.trials)
+    assert tuning.best_params(study) is None

@@ -99,7 +99,7 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
             records.append(run_method(name, tasks, method_context(name, context, config), store, config,
                                       on_step))
         except DivergenceError as error:
-            raise BenchError(f"{name}, {error}") from None
+            raise error.of_method(name) from None
     return records
 
 
