@@ -172,3 +172,134 @@ def test_a_diverging_tune_trial_fails_instead_of_winning(tmp_path, capsys):
     assert states == [TrialState.FAIL, TrialState.FAIL], "counted against --trials, never retried"
     assert all("not finite" in trial.user_attrs["diverged"] for trial in study.trials)
     assert tuning.best_params(study) is None
+
+
+# ------------------------------------------------- row 2 (a real kill -9) and row 14 (SIGTERM)
+
+def _spawn(results, *argv):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    return subprocess.Popen([sys.executable, "-m", "bench", "run", *argv, "--results", str(results)],
+                            cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for(process, path, timeout: float = 120) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None and not path.exists():
+        time.sleep(0.01)
+    assert process.poll() is None, f"the run ended before {path} appeared: {process.stderr.read().decode()}"
+
+
+KILLED = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "--set", "dataset_options.n_items=30",
+          "--set", "backbone.embedding_dim=16", "--set", "backbone.dilations=[1,2]", "--epochs", "2",
+          "--set", "train.checkpoint_every_steps=1", "--device", "cpu", "--quiet"]
+
+
+def test_sigkill_after_an_in_task_checkpoint_then_resume_is_bit_identical(capsys, tmp_path):
+    import signal
+
+    from tests.test_bad_input import cli
+
+    results = tmp_path / "results"
+    assert cli(capsys, "run", *KILLED, "--run-id", "reference", "--results", results)[0] == 0
+    process = _spawn(results, *KILLED, "--run-id", "k")
+    _wait_for(process, results / "runs" / "k" / "methods" / "SinMoAll" / "fit.pt")  # inside task 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    store = RunStore.open("k", results)
+    assert len(store.load_record("SinMoAll").steps) == 1, "killed inside the second task"
+
+    code, _, err = cli(capsys, "run", "--resume", "k", "--quiet", "--results", results)
+    assert code == 0, err
+    finished, reference = store.load_record("SinMoAll"), RunStore.open("reference", results).load_record("SinMoAll")
+    np.testing.assert_array_equal(finished.matrix(), reference.matrix())
+    assert (store.method_dir("SinMoAll") / "R.csv").read_text() == \
+        (RunStore.open("reference", results).method_dir("SinMoAll") / "R.csv").read_text()
+    assert not list(store.directory.rglob("*.tmp")) and not list(store.directory.rglob("fit*.pt"))
+
+
+def test_sigterm_prints_the_resume_hint_and_leaves_no_temporary_file(tmp_path):
+    import signal
+
+    results = tmp_path / "results"
+    process = _spawn(results, *KILLED, "--run-id", "t")
+    _wait_for(process, results / "runs" / "t" / "methods" / "SinMoAll" / "fit.pt")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()
+    assert "interrupted; resume with: python -m bench run --resume t" in err.decode()
+    assert not list((results / "runs" / "t").rglob("*.tmp"))
+
+
+def test_orphan_temporary_files_of_a_killed_writer_are_removed_on_resume(results_root):
+    store = RunStore.create(tiny_config().to_dict(), results_root)
+    orphan = store.directory / "methods" / "SinMo" / ".R.csv.abc123.tmp"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text("half")
+    with store.locked():
+        assert not orphan.exists()
+
+
+# ------------------------------------------------- row 3: a damaged checkpoint falls back to the one before
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("damaged", ["checkpoint.pt", "fit.pt"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(damaged, results_root, monkeypatch, capsys):
+    train = TrainConfig(epochs=2, batch_size=32, lr=3e-3, patience=2, checkpoint_every_steps=2)
+    config = tiny_config(methods=["SinMo"], train=train)
+    (expected,) = run(config, RunStore.create(config.to_dict(), results_root / "reference"), progress=False)
+
+    store = RunStore.create(config.to_dict(), results_root / "damaged")
+    with monkeypatch.context() as patch:
+        _interrupt_after_writes(patch, 21, [])  # inside the third task: two steps finished
+        with pytest.raises(KeyboardInterrupt):
+            run(config, store, progress=False)
+    path = store.method_dir("SinMo") / damaged
+    assert path.with_name(path.stem + ".prev.pt").exists()
+    _truncate(path)
+    capsys.readouterr()
+    (resumed,) = run(config, RunStore.open(store.run_id, results_root / "damaged"), progress=False)
+    assert f"warning: {path} is unreadable" in capsys.readouterr().err
+    np.testing.assert_array_equal(resumed.matrix(), expected.matrix())
+
+
+def test_only_damaged_checkpoints_are_one_error_naming_the_file(results_root):
+    from bench.errors import BenchError
+
+    store = RunStore.create(tiny_config().to_dict(), results_root)
+    path = store.method_dir("SinMo") / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(BenchError, match=f"{path}: unreadable checkpoint"):
+        store.load_checkpoint("SinMo", torch.device("cpu"))
+
+
+# ------------------------------------------------- row 6: the disk fills inside torch.save
+
+def test_a_write_error_inside_torch_save_is_one_error_naming_the_file(capsys, tmp_path, monkeypatch):
+    from tests.test_bad_input import TINY, cli
+    from tests.test_cli import assert_one_line_error
+
+    def full_disk(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed writing "
+                           "file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code, _, err = cli(capsys, "run", "--methods", "SinMo", *TINY, "--run-id", "full", "--results", tmp_path)
+    started, *rest = err.splitlines(keepends=True)
+    assert_one_line_error(code, "".join(rest), "cannot write", str(tmp_path / "runs" / "full"),
+                          "file write failed")
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,10 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 def execute(args: argparse.Namespace) -> int:
     from bench.engine import distributed
+
+    # `kill` (SIGTERM, a scheduler's preemption) stops like Ctrl-C: the file being written is
+    # finished or removed, and the resume hint is printed
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     if (args.seeds or args.orders) and not args.resume:
         if distributed.world_size_requested() > 1:
