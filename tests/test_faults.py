@@ -303,3 +303,61 @@ def test_a_write_error_inside_torch_save_is_one_error_naming_the_file(capsys, tm
     assert_one_line_error(code, "".join(rest), "cannot write", str(tmp_path / "runs" / "full"),
                           "file write failed")
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+# ------------------------------------------------- rows 5 and 12: the parsed-data cache
+
+from tests.test_bad_input import read_only  # noqa: E402,F401  (fixture)
+
+
+def _entry(tmp_path, calls):
+    from bench.datasets.cache import ArrayCache
+
+    def build():
+        calls.append(1)
+        return {"sequences": np.arange(6).reshape(2, 3), "rows_1": np.arange(2)}, {"n_targets": [3]}
+
+    return ArrayCache(tmp_path / "cache", "ttl-demo"), build
+
+
+def _truncated_npz(cache):
+    _truncate(cache.arrays_path)
+
+
+def _foreign_json(cache):
+    cache.meta_path.write_text('{"n_targets": [1, 2]}\n')
+
+
+def _foreign_npz(cache):
+    with open(cache.arrays_path, "wb") as handle:
+        np.savez(handle, other=np.zeros(3))
+
+
+@pytest.mark.parametrize("damage", [_truncated_npz, _foreign_json, _foreign_npz])
+def test_a_damaged_cache_entry_is_named_and_rebuilt(damage, tmp_path, capsys):
+    from bench.datasets.cache import load_or_build
+
+    calls: list = []
+    cache, build = _entry(tmp_path, calls)
+    load_or_build(cache, build, "ttl")
+    damage(cache)
+    capsys.readouterr()
+    arrays, meta, state = load_or_build(cache, build, "ttl")
+    err = capsys.readouterr().err
+    assert state == "miss" and len(calls) == 2 and meta == {"n_targets": [3]}
+    assert f"warning: damaged cache entry {cache.arrays_path}" in err and "Traceback" not in err
+    assert load_or_build(cache, build, "ttl")[2] == "hit", "the rebuilt entry is stored again"
+
+
+def test_a_read_only_cache_folder_is_said_once_and_never_called_cached(tmp_path, capsys, read_only):
+    from bench.datasets.cache import load_or_build
+
+    calls: list = []
+    cache, build = _entry(tmp_path, calls)
+    cache.directory.mkdir(parents=True)
+    read_only(cache.directory)
+    for _ in range(2):
+        assert load_or_build(cache, build, "ttl")[2] == "miss"
+    err = capsys.readouterr().err
+    assert err.count(f"cache folder {cache.directory} takes no writes") == 1
+    assert "cached the parsed arrays" not in err
