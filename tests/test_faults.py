@@ -361,3 +361,33 @@ def test_a_read_only_cache_folder_is_said_once_and_never_called_cached(tmp_path,
     err = capsys.readouterr().err
     assert err.count(f"cache folder {cache.directory} takes no writes") == 1
     assert "cached the parsed arrays" not in err
+
+
+# ------------------------------------------------- row 7: only finished runs are published
+
+def test_publish_refuses_a_run_with_an_unfinished_method_or_a_held_lock(results_root):
+    from bench.errors import BenchError
+    from bench.results import leaderboard
+    from bench.results.store import MethodRecord
+
+    store = RunStore.create(tiny_config(methods=["SinMo", "FineAll", "FineSmax"]).to_dict(), results_root, "busy")
+
+    def finish(method):
+        record = MethodRecord(method, ["T1"], {"T1": "mrr@5"}, complete=True,
+                              steps=[{"row": 0, "tasks": ["T1"], "scores": {"T1": {"mrr@5": 0.5}}}])
+        store.save_record(record)
+
+    finish("SinMo")
+    finish("FineAll")
+    with pytest.raises(BenchError, match="run 'busy' is not finished: no complete result for FineSmax"):
+        leaderboard.publish(results_root, "busy")
+    finish("FineSmax")
+    holder = RunStore.open("busy", results_root).lock()  # a process still working in it
+    try:
+        with pytest.raises(BenchError, match="run 'busy' is in use by another process"):
+            leaderboard.publish(results_root, "busy")
+    finally:
+        holder.unlock()
+    published = leaderboard.publish(results_root, "busy")
+    assert sorted(p.name for p in (published / "methods").iterdir()) == ["FineAll", "FineSmax", "SinMo"]
+    assert not (results_root / leaderboard.PUBLISHED / "busy" / ".lock").exists()
