@@ -173,6 +173,10 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
     for number, path in enumerate(paths[1:], start=2):
         note("ttl", f"reading {path.name} ({number}/{len(paths)})")
         parsed = read_ttl(path, with_targets=True)
+        if options.kinds[number - 1] == "class" and (parsed.target_counts != 1).any():
+            row = int(np.flatnonzero(parsed.target_counts != 1)[0])
+            raise DataFormatError(path, line_number(path, row), f"{parsed.target_counts[row]} labels after ',,'; "
+                                  "a line of a class task holds exactly one")
         sequences = _map_items(parsed.sequences, index, path, t1.shape[1], paths[0])
         rows = matcher.match(sequences)
         unmatched = np.flatnonzero(rows < 0)

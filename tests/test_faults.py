@@ -391,3 +391,51 @@ def test_publish_refuses_a_run_with_an_unfinished_method_or_a_held_lock(results_
     published = leaderboard.publish(results_root, "busy")
     assert sorted(p.name for p in (published / "methods").iterdir()) == ["FineAll", "FineSmax", "SinMo"]
     assert not (results_root / leaderboard.PUBLISHED / "busy" / ".lock").exists()
+
+
+# ------------------------------------------------- rows 9, 10, 11: checked before any work
+
+@pytest.mark.parametrize("device, available, fragment", [
+    ("mps", {}, "device 'mps' requested but MPS is not available"),
+    ("cuda:7", {"cuda": 1}, "device 'cuda:7': this machine has 1 CUDA device(s), cuda:0"),
+    ("cuda:2", {"cuda": 2}, "this machine has 2 CUDA device(s), cuda:0 to cuda:1"),
+])
+def test_an_absent_device_is_one_error_before_the_run_exists(device, available, fragment, capsys, tmp_path,
+                                                             monkeypatch):
+    from tests.test_bad_input import cli
+    from tests.test_cli import assert_one_line_error
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    if "cuda" in available:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: available["cuda"])
+    code, _, err = cli(capsys, "run", "--methods", "SinMo", "--device", device, "--epochs", "1",
+                       "--results", tmp_path / "results")
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_class_task_line_with_several_labels_is_one_error_naming_file_and_line(capsys, tmp_path):
+    from bench.datasets.ttl import TTL_FILES
+    from tests.test_bad_input import TINY_MODEL, cli
+    from tests.test_cli import assert_one_line_error
+    from tests.test_datasets import ttl_release
+
+    root = ttl_release(tmp_path / "data")
+    path = root / "ColdRec" / TTL_FILES[3]  # age: a class task
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4].split(",,")[0] + ",,0,,3,,4"
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = cli(capsys, "run", *TINY_MODEL, "--dataset", "ttl", "--data-dir", root,
+                       "--results", tmp_path / "results")
+    assert_one_line_error(code, err, f"{path}:5: 3 labels after ',,'; a line of a class task holds exactly one")
+
+
+@pytest.mark.parametrize("flag", ["--order", "--orders"])
+def test_an_order_with_fewer_tasks_is_an_error_for_order_and_orders_alike(flag, capsys, tmp_path):
+    from tests.test_bad_input import TINY, cli
+    from tests.test_cli import assert_one_line_error
+
+    code, _, err = cli(capsys, "run", "--methods", "SinMo", *TINY, flag, "1,2", "--results", tmp_path)
+    assert_one_line_error(code, err, "order 1,2: expected all 6 tasks (missing 3,4,5,6)")
+    assert not (tmp_path / "runs").exists()

@@ -194,8 +194,6 @@ def parse_orders(values: list[str], fixed_first: int | None, n_tasks: int) -> li
         except ValueError:
             raise BenchError(f"--orders expects orders such as 1,3,2,4,5,6 or all-permutations, got '{text}'") from None
         order = resolve_order(order, n_tasks)
-        if len(order) != n_tasks:
-            raise BenchError(f"order {text}: expected all {n_tasks} tasks")
         if order in orders:
             raise BenchError(f"order {text} given twice")
         orders.append(order)

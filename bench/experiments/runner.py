@@ -33,22 +33,39 @@ from bench.engine.training import enable_tf32, evaluate
 from bench.datasets.base import load_dataset
 
 def resolve_order(order: list[int] | None, n_tasks: int) -> list[int]:
+    """The task order; every task of the dataset exactly once (for --order and --orders alike:
+    a shorter order would silently run a different, shorter benchmark)."""
     if order is None:
         return list(range(1, n_tasks + 1))
     if sorted(order) != sorted(set(order)) or not all(1 <= t <= n_tasks for t in order):
         raise BenchError(f"order {order}: expected distinct task numbers between 1 and {n_tasks}")
+    if len(order) != n_tasks:
+        missing = sorted(set(range(1, n_tasks + 1)) - set(order))
+        raise BenchError(f"order {','.join(map(str, order))}: expected all {n_tasks} tasks "
+                         f"(missing {','.join(map(str, missing))})")
     return list(order)
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device named, checked before any work: CUDA (and the index asked for) or MPS present."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"device '{name}' requested but CUDA is not available")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as error:
         raise BenchError(f"unknown device '{name}': {error}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"device '{name}' requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise BenchError(f"device '{name}': this machine has {count} CUDA device(s), "
+                             f"cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise BenchError(f"device '{name}' requested but MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise BenchError(f"device '{name}': expected auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 def prepare(config: RunConfig) -> tuple[Dataset, list[Task], list[str]]:
