@@ -439,3 +439,39 @@ def test_an_order_with_fewer_tasks_is_an_error_for_order_and_orders_alike(flag, 
     code, _, err = cli(capsys, "run", "--methods", "SinMo", *TINY, flag, "1,2", "--results", tmp_path)
     assert_one_line_error(code, err, "order 1,2: expected all 6 tasks (missing 3,4,5,6)")
     assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------- row 13: --resume restores the stored settings
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda config: config.pop("train"), "missing: train"),
+    (lambda config: config["train"].update(epochs=5), "edited: train"),
+    (lambda config: (config.pop("backbone"), config["dataset_options"].update(n_users=90)),
+     "missing: backbone; edited: dataset_options"),
+])
+def test_resume_refuses_a_config_json_missing_or_edited_since_the_run_started(change, fragment, capsys, tmp_path):
+    import json
+
+    from tests.test_bad_input import TINY, cli
+    from tests.test_cli import assert_one_line_error
+
+    results = tmp_path / "results"
+    assert cli(capsys, "run", "--methods", "SinMo", *TINY, "--run-id", "r", "--results", results)[0] == 0
+    path = results / "runs" / "r" / "config.json"
+    config = json.loads(path.read_text())
+    change(config)
+    path.write_text(json.dumps(config))
+    code, _, err = cli(capsys, "run", "--resume", "r", "--results", results)
+    assert_one_line_error(code, err, f"{path}: not as the run stored it ({fragment})")
+
+
+def test_resume_with_override_keeps_config_json_resumable(capsys, tmp_path):
+    from tests.test_bad_input import TINY, cli
+
+    results = tmp_path / "results"
+    assert cli(capsys, "run", "--methods", "SinMo", *TINY, "--run-id", "r", "--results", results)[0] == 0
+    code, _, err = cli(capsys, "run", "--resume", "r", "--override", "--epochs", "2", "--results", results)
+    assert code == 0, err
+    code, _, err = cli(capsys, "run", "--resume", "r", "--results", results)
+    assert code == 0, err
+    assert read_json(results / "runs" / "r" / "config.json")["train"]["epochs"] == 2

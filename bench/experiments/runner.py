@@ -127,8 +127,9 @@ def resume_config(store: RunStore, given: dict, override: bool = False) -> RunCo
     steps ran with the stored value; with `override` the change is applied and recorded in
     the run's changes.json. Call with the store locked.
     """
-    stored = build_run_config(store.config)
-    config = build_run_config(merge_settings(store.config, given))
+    stored_dict = store.stored_config()
+    stored = build_run_config(stored_dict)
+    config = build_run_config(merge_settings(stored_dict, given))
     config.methods = resolve_methods(config.methods)
     changes = changed_settings(stored.to_dict(), config.to_dict())
     if changes and not override:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import hashlib
+import json
 import os
 import platform
 import secrets
@@ -168,6 +170,7 @@ class RunStore:
                     "changes": {key: {"stored": old, "given": new} for key, (old, new) in changes.items()}})
         write_json(path, log)
         write_json(self.directory / "config.json", config)
+        write_json(self.directory / "environment.json", {**self.environment, "config_sections": config_digests(config)})
 
     @property
     def run_id(self) -> str:
@@ -180,6 +183,20 @@ class RunStore:
             return read_json(path)
         except ValueError as error:
             raise BenchError(f"{path}: unreadable run config ({error})") from None
+
+    def stored_config(self) -> dict:
+        """config.json as the run wrote it: a section missing or edited since (which would
+        resume with the preset's defaults, or with settings the finished steps never had) is
+        an error naming it. Runs made before the digests were recorded are not checked."""
+        config, recorded = self.config, self.environment.get("config_sections") or {}
+        missing = [key for key in recorded if key not in config]
+        edited = [key for key in recorded if key in config and config_digests({key: config[key]})[key] != recorded[key]]
+        if missing or edited:
+            listed = "; ".join(part for part in (f"missing: {', '.join(missing)}" if missing else "",
+                                                 f"edited: {', '.join(edited)}" if edited else "") if part)
+            raise BenchError(f"{self.directory / 'config.json'}: not as the run stored it ({listed}); restore it, "
+                             f"or change settings with --resume {self.run_id} --override --set KEY=VALUE")
+        return config
 
     @property
     def environment(self) -> dict:
@@ -265,4 +282,11 @@ def environment(config: dict) -> dict:
         "commit": git_commit(),
         "host_cpus": os.cpu_count(),
         "world_size": distributed.world_size(),  # processes of a torchrun data-parallel run
+        "config_sections": config_digests(config),  # `--resume` refuses a config.json edited since
     }
+
+
+def config_digests(config: dict) -> dict[str, str]:
+    """A short hash of each top-level section of a run config."""
+    return {key: hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+            for key, value in config.items()}
