@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bench.config import from_dict
 from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
@@ -237,6 +238,15 @@ class TTL(TableAdapter):
     Options = TTLOptions
     needs_data_dir = True
     summary = "released TTL/ColdRec files (6 tasks: sequence, click, like, age, gender, life status)"
+
+    @classmethod
+    def estimated_bytes(cls, options: dict, data_dir) -> tuple[int, None] | None:
+        """About four times the text: int64 per id, the pooled and per-task copies, Arrow's strings."""
+        try:
+            paths = locate(Path(data_dir), from_dict(TTLOptions, options, "dataset_options").files)
+            return 4 * sum(path.stat().st_size for path in paths), None
+        except (BenchError, OSError, TypeError):
+            return None  # the load names what is wrong
 
     @classmethod
     def tables(cls, options: TTLOptions, data_dir: Path) -> Tables:

@@ -475,3 +475,40 @@ def test_resume_with_override_keeps_config_json_resumable(capsys, tmp_path):
     code, _, err = cli(capsys, "run", "--resume", "r", "--results", results)
     assert code == 0, err
     assert read_json(results / "runs" / "r" / "config.json")["train"]["epochs"] == 2
+
+
+# ------------------------------------------------- row 8: a memory estimate up front
+
+def test_a_run_too_large_for_the_memory_is_one_error_before_any_work(capsys, tmp_path):
+    from tests.test_cli import assert_one_line_error
+    from tests.test_bad_input import cli
+
+    code, _, err = cli(capsys, "run", "--set", "dataset_options.n_users=100000000", "--device", "cpu",
+                       "--results", tmp_path)
+    assert_one_line_error(code, err, "this run needs about", "GiB of memory (data ~", "--no-memory-check")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_no_memory_check_starts_anyway(capsys, tmp_path, monkeypatch):
+    from bench.experiments import memory
+    from tests.test_bad_input import TINY, cli
+    from tests.test_cli import assert_one_line_error
+
+    monkeypatch.setattr(memory, "available_ram", lambda: 1024)
+    code, _, err = cli(capsys, "run", "--methods", "SinMo", *TINY, "--results", tmp_path)
+    assert_one_line_error(code, err, "but 0.0 GiB is available")
+    code, _, err = cli(capsys, "run", "--methods", "SinMo", *TINY, "--no-memory-check", "--results", tmp_path)
+    assert code == 0, err
+
+
+def test_the_synthetic_estimate_covers_what_the_generator_allocates():
+    import tracemalloc
+
+    from bench.datasets.synthetic import Synthetic, SyntheticOptions, generate
+
+    tracemalloc.start()
+    generate(SyntheticOptions(n_users=20000, seq_len=30))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    estimate, n_items = Synthetic.estimated_bytes({"n_users": 20000, "seq_len": 30}, None)
+    assert peak < estimate < 3 * peak and n_items == SyntheticOptions().n_items

@@ -25,7 +25,9 @@ HELP = "train methods on a task sequence and print the comparison table and forg
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", help="comma-separated method names, or 'all' (default: all)")
     parser.add_argument("--order", help="task order as 1-based numbers, e.g. 1,3,2,4,5,6")
-    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--no-memory-check", action="store_true",
+                        help="start even when the estimate of data and model exceeds the memory available")
     add_settings_arguments(parser)
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
@@ -75,7 +77,8 @@ def execute(args: argparse.Namespace) -> int:
         distributed.init(config.device)  # every rank loads the checkpoint; rank 0 writes
     else:
         config = build_run_config(config_from_args(args))
-        _, config.methods = preflight(config)  # bad names or data fail before the run is created
+        # bad names, data or a run too large fail before the run is created
+        _, config.methods = preflight(config, memory_check=not args.no_memory_check)
         distributed.init(config.device)
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
     main = distributed.is_main()
@@ -149,7 +152,7 @@ def _sweep(args: argparse.Namespace, data: dict) -> int:
     from bench.results.store import new_run_id
 
     base = build_run_config(data)
-    n_tasks, base.methods = preflight(base)
+    n_tasks, base.methods = preflight(base, memory_check=not args.no_memory_check)
     seeds = parse_seeds(args.seeds) if args.seeds else [base.seed]
     orders = (parse_orders(args.orders, args.fixed_first, n_tasks) if args.orders
               else [resolve_order(base.order, n_tasks)])

@@ -23,6 +23,7 @@ from bench.config import RunConfig, TrainConfig, build_run_config, changed_setti
 from bench.presets import merge_settings
 from bench.errors import BenchError, DivergenceError
 from bench.engine.checkpoints import Journal
+from bench.experiments.memory import check_memory
 from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
 from bench.results.store import MethodRecord, RunStore
@@ -68,19 +69,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def prepare(config: RunConfig) -> tuple[Dataset, list[Task], list[str]]:
-    """The data, ordered tasks and methods of a run; every name, file and the device checked."""
-    resolve_device(config.device)
+def prepare(config: RunConfig, memory_check: bool = False) -> tuple[Dataset, list[Task], list[str]]:
+    """The data, ordered tasks and methods of a run; every name, file and the device checked
+    (and, with `memory_check`, the memory estimate, before the data is read)."""
+    device = resolve_device(config.device)
+    if memory_check:
+        check_memory(config, device)
     dataset = load_dataset(config.dataset, config.dataset_options, config.data_dir)
     order = resolve_order(config.order, len(dataset.tasks))
     return dataset, dataset.ordered(order), resolve_methods(config.methods)
 
 
-def preflight(config: RunConfig) -> tuple[int, list[str]]:
+def preflight(config: RunConfig, memory_check: bool = True) -> tuple[int, list[str]]:
     """Load the data and resolve the names before any directory is made, so bad input fails
     first; only the task count and the method names are kept, so that the data is not held
     twice while the run loads it again (at TTL's size a copy is several GB)."""
-    dataset, _, methods = prepare(config)
+    dataset, _, methods = prepare(config, memory_check)
     return len(dataset.tasks), methods
 
 
