@@ -512,3 +512,18 @@ def test_the_synthetic_estimate_covers_what_the_generator_allocates():
     tracemalloc.stop()
     estimate, n_items = Synthetic.estimated_bytes({"n_users": 20000, "seq_len": 30}, None)
     assert peak < estimate < 3 * peak and n_items == SyntheticOptions().n_items
+
+
+def test_the_new_train_settings_keep_published_runs_in_their_groups():
+    """Runs published before in-task checkpoints existed average with new ones; a run that
+    skipped non-finite steps does not."""
+    from bench.results.leaderboard import setup_key
+
+    old = tiny_config().to_dict()
+    for key in ("checkpoint_every_minutes", "checkpoint_every_steps", "nonfinite"):
+        old["train"].pop(key)
+    new = tiny_config(train=TrainConfig(epochs=2, batch_size=64, lr=3e-3, patience=2,
+                                        checkpoint_every_steps=50)).to_dict()
+    assert setup_key(old) == setup_key(new)
+    skipping = tiny_config(train=TrainConfig(epochs=2, batch_size=64, lr=3e-3, patience=2, nonfinite="skip"))
+    assert setup_key(skipping.to_dict()) != setup_key(new)

@@ -39,6 +39,8 @@ PUBLISHED = "published"
 LEADERBOARD = "LEADERBOARD.md"
 # Settings that do not change what a result means; everything else must match to average runs.
 NOT_SETUP = ("seed", "methods", "device", "data_dir")
+# Train settings of the same kind (in-task checkpoints); `nonfinite` only when it skips steps.
+NOT_SETUP_TRAIN = ("checkpoint_every_minutes", "checkpoint_every_steps")
 COLUMNS_DROPPED = ("FWT",)  # needs SinMo in the same run; the papers' tables show BWT only
 MIN_SEEDS = 3  # fewer seeds: no std worth the name, so no cell is marked best
 
@@ -108,6 +110,9 @@ def setup_key(config: dict) -> str:
     A variant row's declared overrides, which a run records under method_options.<row>, are
     part of the row's name, not of the setup: a TERACON+floor run joins the TERACON runs'."""
     setup = {key: value for key, value in config.items() if key not in NOT_SETUP}
+    if isinstance(setup.get("train"), dict):  # when checkpoints are written never changes a result
+        setup["train"] = {key: value for key, value in setup["train"].items()
+                          if key not in NOT_SETUP_TRAIN and not (key == "nonfinite" and value == "error")}
     options = {row: values for row, values in (setup.get("method_options") or {}).items()
                if not (VARIANT_SEPARATOR in row and values == _declared_overrides(row))}
     if "method_options" in setup:
