@@ -60,8 +60,10 @@ def execute(args: argparse.Namespace) -> int:
     from bench.engine import distributed
 
     # `kill` (SIGTERM, a scheduler's preemption) stops like Ctrl-C: the file being written is
-    # finished or removed, and the resume hint is printed
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # finished or removed, and the resume hint is printed. Not under torchrun: its launcher
+    # stops the ranks with SIGTERM, and a rank blocked in a collective must end at once.
+    if distributed.world_size_requested() <= 1:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     if (args.seeds or args.orders) and not args.resume:
         if distributed.world_size_requested() > 1:

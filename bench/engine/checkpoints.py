@@ -19,7 +19,6 @@ uninterrupted run (tests/test_faults.py).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import sys
 import time
@@ -130,6 +129,7 @@ class FitCall:
         self.journal.write()
 
     def finish(self, state: torch.nn.Module, log: dict) -> None:
-        self.journal.done.append({"state": copy.deepcopy(state.state_dict()), "log": log, "rng": rng_states()})
+        weights = {key: value.detach().to("cpu", copy=True) for key, value in state.state_dict().items()}
+        self.journal.done.append({"state": weights, "log": log, "rng": rng_states()})  # on the host: no GPU memory
         self.journal.position = None
         self.journal.write()

@@ -96,8 +96,11 @@ class NonFiniteWatch:
     def add(self, loss: torch.Tensor, index: int) -> None:
         self.first = torch.where((self.first < 0) & ~torch.isfinite(loss), index, self.first)
 
-    def check(self, task: Task, epoch: int) -> None:
-        if float(distributed.all_reduce_sum((self.first >= 0).double())) > 0:
+    def check(self, task: Task, epoch: int, local: bool = False) -> None:
+        """Raise at a non-finite loss; on every rank (an all-reduce) unless `local`, which is
+        for points the ranks may reach at different steps (a checkpoint due by time)."""
+        found = (self.first >= 0).double()
+        if float(found if local else distributed.all_reduce_sum(found)) > 0:
             step = int(self.first)
             raise DivergenceError(task.name, "the training loss is not finite", epoch + 1,
                                   step + 1 if step >= 0 else None)
@@ -272,7 +275,7 @@ def fit(
             if loop.index % NonFiniteWatch.CHECK_EVERY == 0:
                 watch.check(task, epoch)
             if call is not None and call.journal.due(config.checkpoint_every_steps, config.checkpoint_every_minutes):
-                watch.check(task, epoch)  # a diverged model is never checkpointed
+                watch.check(task, epoch, local=True)  # a diverged model is never checkpointed
                 loop.log.seconds = time.perf_counter() - started
                 call.save(loop.saved(), state, optimizer, hooks.resumable)
         watch.check(task, epoch)
