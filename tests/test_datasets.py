@@ -471,7 +471,7 @@ def test_ml100k_selection_strands_no_class_head(tmp_path):
     folder = recbole_ml100k()
     config = build_run_config({
         "dataset": "movielens", "data_dir": str(folder), "methods": ["FineSmax", "FineAll"],
-        "device": "cpu", "backbone": {"embedding_dim": 16, "dilations": [1, 4]},
+        "device": "cpu", "order": [1, 4, 5, 6], "backbone": {"embedding_dim": 16, "dilations": [1, 4]},
         "train": {"epochs": 6, "batch_size": 128, "lr": 1e-3, "patience": 2, "min_epochs": 2,
                   "eval_batch_size": 2048, "first_task": {"epochs": 2}},
     })

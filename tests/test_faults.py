@@ -527,3 +527,12 @@ def test_the_new_train_settings_keep_published_runs_in_their_groups():
     assert setup_key(old) == setup_key(new)
     skipping = tiny_config(train=TrainConfig(epochs=2, batch_size=64, lr=3e-3, patience=2, nonfinite="skip"))
     assert setup_key(skipping.to_dict()) != setup_key(new)
+
+
+def test_a_config_files_order_may_still_select_a_subset():
+    from bench.errors import BenchError
+    from bench.experiments.runner import resolve_order
+
+    assert resolve_order([1, 4, 5, 6], 6) == [1, 4, 5, 6]  # e.g. the class tasks only (test_datasets)
+    with pytest.raises(BenchError, match="expected all 6 tasks"):
+        resolve_order([1, 4, 5, 6], 6, complete=True)

@@ -70,7 +70,7 @@ def execute(args: argparse.Namespace) -> int:
             raise BenchError("--seeds/--orders under torchrun: start one torchrun per seed or order")
         return _sweep(args, config_from_args(args))
     from bench.config import build_run_config
-    from bench.experiments.runner import preflight, run
+    from bench.experiments.runner import preflight, resolve_order, run
     from bench.results.store import RunStore
     from bench.results.tables import render_run
 
@@ -80,7 +80,9 @@ def execute(args: argparse.Namespace) -> int:
     else:
         config = build_run_config(config_from_args(args))
         # bad names, data or a run too large fail before the run is created
-        _, config.methods = preflight(config, memory_check=not args.no_memory_check)
+        n_tasks, config.methods = preflight(config, memory_check=not args.no_memory_check)
+        if args.order:
+            resolve_order(config.order, n_tasks, complete=True)  # the rule of --orders
         distributed.init(config.device)
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
     main = distributed.is_main()
@@ -157,7 +159,7 @@ def _sweep(args: argparse.Namespace, data: dict) -> int:
     n_tasks, base.methods = preflight(base, memory_check=not args.no_memory_check)
     seeds = parse_seeds(args.seeds) if args.seeds else [base.seed]
     orders = (parse_orders(args.orders, args.fixed_first, n_tasks) if args.orders
-              else [resolve_order(base.order, n_tasks)])
+              else [resolve_order(base.order, n_tasks, complete=bool(args.order))])
     sweep_id = args.run_id or new_run_id({**data, "dataset": base.dataset, "seed": "x"}).replace("-sx", "")
     try:
         sweep = sweeps.run_sweep(base, seeds, orders, sweep_id, args.results, progress=show_progress(args),
@@ -198,7 +200,7 @@ def parse_orders(values: list[str], fixed_first: int | None, n_tasks: int) -> li
             order = [int(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise BenchError(f"--orders expects orders such as 1,3,2,4,5,6 or all-permutations, got '{text}'") from None
-        order = resolve_order(order, n_tasks)
+        order = resolve_order(order, n_tasks, complete=True)
         if order in orders:
             raise BenchError(f"order {text} given twice")
         orders.append(order)
