@@ -536,3 +536,16 @@ def test_a_config_files_order_may_still_select_a_subset():
     assert resolve_order([1, 4, 5, 6], 6) == [1, 4, 5, 6]  # e.g. the class tasks only (test_datasets)
     with pytest.raises(BenchError, match="expected all 6 tasks"):
         resolve_order([1, 4, 5, 6], 6, complete=True)
+
+
+def test_an_in_task_checkpoint_of_other_settings_is_not_continued(tmp_path):
+    """Resumed with --override (another lr), a step starts again rather than continuing the
+    optimiser state of the old settings."""
+    old = checkpoints.scope("SinMo step 2", tiny_config().to_dict())
+    new = checkpoints.scope("SinMo step 2", tiny_config(train=TrainConfig(lr=1e-4)).to_dict())
+    assert old != new
+    journal = checkpoints.Journal(tmp_path / "fit.pt", old)
+    journal.position = {"call": 0}
+    journal.write()
+    assert checkpoints.Journal(tmp_path / "fit.pt", old).position == {"call": 0}
+    assert checkpoints.Journal(tmp_path / "fit.pt", new).position is None

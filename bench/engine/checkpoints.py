@@ -20,6 +20,8 @@ uninterrupted run (tests/test_faults.py).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,14 @@ from typing import Any
 import torch
 
 from bench.io import UnreadableFile, load_torch_with_fallback, remove_with_previous, write_torch_keeping_previous
+
+
+def scope(name: str, settings: Any) -> str:
+    """A journal's scope: what it checkpoints and under which settings, so a run resumed with
+    other settings (`--override`) starts the step again instead of continuing the old one."""
+    text = json.dumps(dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else settings,
+                      sort_keys=True, default=str)
+    return f"{name} ({hashlib.sha1(text.encode()).hexdigest()[:12]})"
 
 
 def rng_states() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from torch import nn
 from bench.config import BackboneConfig, TrainConfig
 from bench.engine import distributed
 from bench.engine.backbone import NextItNet, make_head
-from bench.engine.checkpoints import Journal
+from bench.engine.checkpoints import Journal, scope
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.engine.tasks import Task
 from bench.engine.training import FitLog, TrainHooks, evaluate, fit
@@ -94,7 +94,8 @@ class MethodContext:
                 self._pretrained[key] = torch.load(path, map_location=self.device, weights_only=False)
             else:
                 # its own in-task checkpoints, whichever method's step asks for it first
-                journal = Journal(path.with_suffix(".fit.pt"), key, distributed.is_main()) if path else None
+                journal = (Journal(path.with_suffix(".fit.pt"), scope(key, self.train), distributed.is_main())
+                           if path else None)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(self.seed)
                     encoder = NextItNet(self.n_items, backbone).to(self.device)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from bench.config import RunConfig, TrainConfig, build_run_config, changed_settings, from_dict
 from bench.presets import merge_settings
 from bench.errors import BenchError, DivergenceError
+from bench.engine import checkpoints
 from bench.engine.checkpoints import Journal
 from bench.experiments.memory import check_memory
 from bench.io import write_json
@@ -183,7 +184,8 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         if index < len(record.steps):
             continue  # finished before the interruption
         started = time.perf_counter()
-        journal = Journal(store.fit_checkpoint_path(name), f"{name} step {index}", distributed.is_main())
+        journal = Journal(store.fit_checkpoint_path(name), checkpoints.scope(f"{name} step {index}", config.to_dict()),
+                          distributed.is_main())
         method.train()
         method.learn([tasks[p] for p in positions], dataclasses.replace(context, journal=journal))
         method.eval()
