@@ -55,3 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError as error:  # beyond the up-front estimate (bench/experiments/memory.py)
+        print(f"error: out of memory{f' ({error})' if str(error) else ''}; use less data or a larger machine",
+              file=sys.stderr)
+        return 2

@@ -73,6 +73,13 @@ class TrainConfig:
     # users (instances) of each evaluation; None = all.
     limit_train_batches: int | None = field(default=None, metadata={"min": 1})
     limit_eval_users: int | None = field(default=None, metadata={"min": 1})
+    # In-task checkpoints (bench/engine/checkpoints.py): every this many minutes or optimiser
+    # steps, whichever comes first; None turns that trigger off. They never change a result.
+    checkpoint_every_minutes: float | None = field(default=10.0, metadata={"gt": 0})
+    checkpoint_every_steps: int | None = field(default=None, metadata={"min": 1})
+    # A step whose loss is not finite: "error" stops the task naming epoch and step; "skip"
+    # leaves it out (no update; counted in epochs.json) at the cost of a host sync per step.
+    nonfinite: Literal["error", "skip"] = "error"
 
     def for_task(self, first: bool) -> "TrainConfig":
         """The settings one task trains with: `first_task` overrides apply to the first task only."""

@@ -25,3 +25,18 @@ class WriteError(BenchError, OSError):
 
     def __str__(self) -> str:
         return f"cannot write {self.filename}: {self.strerror}"
+
+
+class DivergenceError(BenchError):
+    """Training diverged: a non-finite loss or score. The runner prefixes the method's name."""
+
+    def __init__(self, task: str, problem: str, epoch: int | None = None, step: int | None = None):
+        where = "" if epoch is None else f" at epoch {epoch}" + ("" if step is None else f", step {step}")
+        super().__init__(f"task {task}: {problem}{where}; lower train.lr, or skip steps with a non-finite "
+                         "loss with --set train.nonfinite=skip")
+
+    def of_method(self, method: str) -> "DivergenceError":
+        """The same error, its message led by the method's name."""
+        named = DivergenceError.__new__(DivergenceError)
+        BenchError.__init__(named, f"{method}, {self}")
+        return named

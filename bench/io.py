@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +40,9 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(error, OSError) and not isinstance(error, WriteError):
             raise WriteError(path, error) from None
+        if isinstance(error, RuntimeError):  # torch.save reports a full disk as a RuntimeError
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise WriteError(path, OSError(None, reason)) from None
         raise
 
 
@@ -53,6 +58,62 @@ def write_torch(path: Path, obj: Any) -> None:
     import torch
 
     _atomic(path, lambda handle: torch.save(obj, handle), "wb")
+
+
+def previous_path(path: Path) -> Path:
+    """Where `write_torch_keeping_previous` keeps the checkpoint before the latest one."""
+    path = Path(path)
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def write_torch_keeping_previous(path: Path, obj: Any) -> None:
+    """Write a checkpoint atomically, first moving the last one aside: a damaged latest file
+    (disk fault, a copy cut short) then falls back to the one before instead of to nothing."""
+    path = Path(path)
+    try:
+        os.replace(path, previous_path(path))
+    except FileNotFoundError:
+        pass  # the first one (or another process sharing the file moved it just now)
+    except OSError as error:
+        raise WriteError(previous_path(path), error) from None
+    write_torch(path, obj)
+
+
+def load_torch_with_fallback(path: Path, map_location: Any = None) -> Any:
+    """The latest checkpoint at `path`, or the previous one (with a warning naming the damaged
+    file) when the latest is unreadable; None when neither exists. Raises `UnreadableFile`
+    when the only ones there are damaged."""
+    import torch
+
+    path, failures = Path(path), []
+    for candidate in (path, previous_path(path)):
+        if not candidate.exists():
+            continue
+        try:
+            loaded = torch.load(candidate, map_location=map_location, weights_only=False)
+        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
+            failures.append((candidate, str(error).split(". ")[0].strip() or type(error).__name__))
+            continue
+        for damaged, reason in failures:
+            print(f"warning: {damaged} is unreadable ({reason}); using the previous checkpoint {candidate}",
+                  file=sys.stderr, flush=True)
+        return loaded
+    if failures:
+        raise UnreadableFile(*failures[0])
+    return None
+
+
+class UnreadableFile(Exception):
+    """A checkpoint (and its previous copy, if any) that cannot be loaded."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def remove_with_previous(path: Path) -> None:
+    Path(path).unlink(missing_ok=True)
+    previous_path(path).unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

@@ -31,6 +31,12 @@ class DatasetAdapter:
         raise NotImplementedError
 
     @classmethod
+    def estimated_bytes(cls, options: dict, data_dir: str | Path | None) -> tuple[int, int | None] | None:
+        """(bytes of the loaded data, item count or None), estimated before reading anything, for
+        the memory check of bench/experiments/memory.py; None when it cannot be told up front."""
+        return None
+
+    @classmethod
     def describe(cls, options: Any, data_dir: Path | None) -> tuple[Dataset | Tables, list[dict]]:
         """What `bench data info` prints: the dataset (or its tables) and its per-task statistics."""
         dataset = cls.load(options, data_dir)

@@ -3,7 +3,9 @@
 An entry is one uncompressed `.npz` (arrays) plus a `.json` (metadata) under the cache
 root, named by a key over the source files' size, mtime and a hash of their head and tail,
 plus whatever options shaped the parse. Any change to a source file gives a new key, so a
-stale entry is never read.
+stale entry is never read. The metadata also records the entry's key and array names, so a
+damaged entry (a truncated .npz, a well-formed but foreign .json or .npz) is reported with
+its path and rebuilt, never trusted; a cache folder that takes no writes is said once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +23,7 @@ import numpy as np
 
 from bench.io import _atomic, read_json, write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the metadata records its key and arrays
 _SAMPLE = 1 << 20  # bytes hashed from each end of a source file
 
 
@@ -67,18 +70,38 @@ class ArrayCache:
             return None
         try:
             meta = read_json(self.meta_path)
+            entry = meta.pop(ENTRY) if isinstance(meta, dict) and isinstance(meta.get(ENTRY), dict) else {}
             with np.load(self.arrays_path, allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError, json.JSONDecodeError):
-            return None  # a damaged entry is rebuilt, never trusted
+            problem = ("its metadata records no key" if not entry else
+                       "its metadata belongs to another entry" if entry.get("key") != self.key else
+                       "its arrays are not the ones recorded" if sorted(arrays) != entry.get("arrays") else None)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            problem = str(error).split("\n")[0] or type(error).__name__
+        if problem is not None:  # a damaged entry is rebuilt, never trusted
+            print(f"warning: damaged cache entry {self.arrays_path} ({problem}); parsing the data again",
+                  file=sys.stderr, flush=True)
+            return None
         return arrays, meta
 
-    def store(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    def store(self, arrays: dict[str, np.ndarray], meta: dict) -> bool:
+        """Write the entry; False (said once per folder) when the folder takes no writes."""
         try:
             _atomic(self.arrays_path, lambda handle: np.savez(handle, **arrays), "wb")
-            write_json(self.meta_path, meta)  # written last: its presence marks a complete entry
-        except OSError:
-            pass  # a read-only cache only costs speed
+            # written last: its presence marks a complete entry, and it names what that entry holds
+            write_json(self.meta_path, {**meta, ENTRY: {"key": self.key, "arrays": sorted(arrays)}})
+        except OSError as error:  # a read-only cache only costs speed
+            if self.directory not in _UNWRITABLE:
+                _UNWRITABLE.add(self.directory)
+                print(f"warning: cache folder {self.directory} takes no writes ({error.strerror or error}); "
+                      "the parsed data is not cached (set dataset_options.cache_dir, or cache=false)",
+                      file=sys.stderr, flush=True)
+            return False
+        return True
+
+
+ENTRY = "_cache_entry"  # the metadata's record of its own key and array names
+_UNWRITABLE: set[Path] = set()  # cache folders already reported as taking no writes
 
 
 Arrays = tuple[dict[str, np.ndarray], dict]
@@ -95,8 +118,8 @@ def load_or_build(cache: ArrayCache | None, build: Callable[[], Arrays], kind: s
     arrays, meta = build()
     if cache is None:
         return arrays, meta, "off"
-    cache.store(arrays, meta)
-    note(kind, f"cached the parsed arrays as {cache.arrays_path}")
+    if cache.store(arrays, meta):
+        note(kind, f"cached the parsed arrays as {cache.arrays_path}")
     return arrays, meta, "miss"
 
 

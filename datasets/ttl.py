@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from bench.config import from_dict
 from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
@@ -173,6 +174,10 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
     for number, path in enumerate(paths[1:], start=2):
         note("ttl", f"reading {path.name} ({number}/{len(paths)})")
         parsed = read_ttl(path, with_targets=True)
+        if options.kinds[number - 1] == "class" and (parsed.target_counts != 1).any():
+            row = int(np.flatnonzero(parsed.target_counts != 1)[0])
+            raise DataFormatError(path, line_number(path, row), f"{parsed.target_counts[row]} labels after ',,'; "
+                                  "a line of a class task holds exactly one")
         sequences = _map_items(parsed.sequences, index, path, t1.shape[1], paths[0])
         rows = matcher.match(sequences)
         unmatched = np.flatnonzero(rows < 0)
@@ -233,6 +238,15 @@ class TTL(TableAdapter):
     Options = TTLOptions
     needs_data_dir = True
     summary = "released TTL/ColdRec files (6 tasks: sequence, click, like, age, gender, life status)"
+
+    @classmethod
+    def estimated_bytes(cls, options: dict, data_dir) -> tuple[int, None] | None:
+        """About four times the text: int64 per id, the pooled and per-task copies, Arrow's strings."""
+        try:
+            paths = locate(Path(data_dir), from_dict(TTLOptions, options, "dataset_options").files)
+            return 4 * sum(path.stat().st_size for path in paths), None
+        except (BenchError, OSError, TypeError):
+            return None  # the load names what is wrong
 
     @classmethod
     def tables(cls, options: TTLOptions, data_dir: Path) -> Tables:

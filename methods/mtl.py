@@ -26,7 +26,7 @@ from bench.engine.backbone import make_head
 from bench.errors import BenchError
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
-from bench.engine.training import as_tensors
+from bench.engine.training import TrainHooks, as_tensors
 from bench.methods.base import ContinualMethod, module_key
 
 
@@ -53,6 +53,13 @@ class CyclingBatches:
         rows = self.order[self.cursor:self.cursor + self.batch_size].to(self.inputs.device)
         self.cursor += self.batch_size
         return self.inputs[rows], self.targets[rows]
+
+    def state_dict(self) -> dict:  # where the cycle stands: in-task checkpoints keep it
+        return {"generator": self.generator.get_state(), "order": self.order, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.cursor = state["order"], state["cursor"]
 
 
 @METHODS.register("MTL")
@@ -137,7 +144,7 @@ class MTL(ContinualMethod):
         params = list({id(p): p for p in params}.values())
         state = nn.ModuleList([self.encoder, *heads])
         names = ", ".join(task.name for task in tasks)
-        self.record(context.fit(tasks[driver], params, loss_fn, score_fn, state,
+        self.record(context.fit(tasks[driver], params, loss_fn, score_fn, state, hooks=TrainHooks(resumable=samplers),
                                 description=f"MTL joint ({names})", validate=validate))
         self.learned += learned
 

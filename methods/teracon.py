@@ -269,7 +269,7 @@ class TERACON(ContinualMethod):
                 for e in net.task_embeddings:
                     e.clamp_(-options.thres_emb, options.thres_emb)
 
-        hooks = TrainHooks(on_batch_start=annealing, after_step=clamp)
+        hooks = TrainHooks(on_batch_start=annealing, after_step=clamp, resumable=[state])
         train = context.train_for(task)
         if k + 1 >= options.later_lr_from:
             train = dataclasses.replace(train, lr=train.lr * options.later_lr_scale)
@@ -307,3 +307,9 @@ class RetentionState:
 
     def update(self, teacher_masks, current_mask, scale: float, floor: float) -> None:
         self.ratios = [max(floor, sampling_ratio(m, current_mask, scale)) for m in teacher_masks]
+
+    def state_dict(self) -> dict:  # the ratios move every batch: in-task checkpoints keep them
+        return {"ratios": list(self.ratios)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ratios = list(state["ratios"])

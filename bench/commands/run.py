@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,9 @@ HELP = "train methods on a task sequence and print the comparison table and forg
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", help="comma-separated method names, or 'all' (default: all)")
     parser.add_argument("--order", help="task order as 1-based numbers, e.g. 1,3,2,4,5,6")
-    parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--no-memory-check", action="store_true",
+                        help="start even when the estimate of data and model exceeds the memory available")
     add_settings_arguments(parser)
     parser.add_argument("--run-id", help="name of the run directory (default: time, dataset, seed)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run where it stopped")
@@ -56,12 +59,18 @@ def config_from_args(args: argparse.Namespace) -> dict:
 def execute(args: argparse.Namespace) -> int:
     from bench.engine import distributed
 
+    # `kill` (SIGTERM, a scheduler's preemption) stops like Ctrl-C: the file being written is
+    # finished or removed, and the resume hint is printed. Not under torchrun: its launcher
+    # stops the ranks with SIGTERM, and a rank blocked in a collective must end at once.
+    if distributed.world_size_requested() <= 1:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
     if (args.seeds or args.orders) and not args.resume:
         if distributed.world_size_requested() > 1:
             raise BenchError("--seeds/--orders under torchrun: start one torchrun per seed or order")
         return _sweep(args, config_from_args(args))
     from bench.config import build_run_config
-    from bench.experiments.runner import preflight, run
+    from bench.experiments.runner import preflight, resolve_order, run
     from bench.results.store import RunStore
     from bench.results.tables import render_run
 
@@ -70,7 +79,10 @@ def execute(args: argparse.Namespace) -> int:
         distributed.init(config.device)  # every rank loads the checkpoint; rank 0 writes
     else:
         config = build_run_config(config_from_args(args))
-        _, config.methods = preflight(config)  # bad names or data fail before the run is created
+        # bad names, data or a run too large fail before the run is created
+        n_tasks, config.methods = preflight(config, memory_check=not args.no_memory_check)
+        if args.order:
+            resolve_order(config.order, n_tasks, complete=True)  # the rule of --orders
         distributed.init(config.device)
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
     main = distributed.is_main()
@@ -144,10 +156,10 @@ def _sweep(args: argparse.Namespace, data: dict) -> int:
     from bench.results.store import new_run_id
 
     base = build_run_config(data)
-    n_tasks, base.methods = preflight(base)
+    n_tasks, base.methods = preflight(base, memory_check=not args.no_memory_check)
     seeds = parse_seeds(args.seeds) if args.seeds else [base.seed]
     orders = (parse_orders(args.orders, args.fixed_first, n_tasks) if args.orders
-              else [resolve_order(base.order, n_tasks)])
+              else [resolve_order(base.order, n_tasks, complete=bool(args.order))])
     sweep_id = args.run_id or new_run_id({**data, "dataset": base.dataset, "seed": "x"}).replace("-sx", "")
     try:
         sweep = sweeps.run_sweep(base, seeds, orders, sweep_id, args.results, progress=show_progress(args),
@@ -188,9 +200,7 @@ def parse_orders(values: list[str], fixed_first: int | None, n_tasks: int) -> li
             order = [int(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise BenchError(f"--orders expects orders such as 1,3,2,4,5,6 or all-permutations, got '{text}'") from None
-        order = resolve_order(order, n_tasks)
-        if len(order) != n_tasks:
-            raise BenchError(f"order {text}: expected all {n_tasks} tasks")
+        order = resolve_order(order, n_tasks, complete=True)
         if order in orders:
             raise BenchError(f"order {text} given twice")
         orders.append(order)

@@ -17,6 +17,7 @@ from torch import nn
 from bench.config import BackboneConfig, TrainConfig
 from bench.engine import distributed
 from bench.engine.backbone import NextItNet, make_head
+from bench.engine.checkpoints import Journal, scope
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.engine.tasks import Task
 from bench.engine.training import FitLog, TrainHooks, evaluate, fit
@@ -36,13 +37,15 @@ class MethodContext:
     progress: bool = False
     first_task: Task | None = None  # the task every method learns first (T1 by default)
     eval_split: str = "test"  # where reported scores come from ("valid" while tuning)
+    journal: Journal | None = None  # in-task checkpoints of the step being learnt (set by the runner)
     _pretrained: dict[str, dict] = field(default_factory=dict, repr=False)
 
     def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
             hooks: TrainHooks | None = None, description: str = "",
             train: TrainConfig | None = None, validate=None) -> FitLog:
         return fit(task, parameters, loss_fn, score_fn, state, train or self.train_for(task), self.device,
-                   hooks=hooks, progress=self.progress, description=description, validate=validate)
+                   hooks=hooks, progress=self.progress, description=description, validate=validate,
+                   journal=self.journal)
 
     def train_for(self, task: Task) -> TrainConfig:
         """The run's train settings for `task`, with the first-task schedule where it is the first."""
@@ -90,14 +93,20 @@ class MethodContext:
             if path is not None and path.exists():
                 self._pretrained[key] = torch.load(path, map_location=self.device, weights_only=False)
             else:
+                # its own in-task checkpoints, whichever method's step asks for it first
+                journal = (Journal(path.with_suffix(".fit.pt"), scope(key, self.train), distributed.is_main())
+                           if path else None)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(self.seed)
                     encoder = NextItNet(self.n_items, backbone).to(self.device)
                     head = make_head(task, encoder).to(self.device)
-                    log = self.fit_model(task, encoder, head, description=f"pretrain {task.name}")
+                    log = dataclasses.replace(self, journal=journal).fit_model(
+                        task, encoder, head, description=f"pretrain {task.name}")
                 entry = {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
                 if path is not None and distributed.is_main():  # every rank trained it; one writes
                     write_torch(path, entry)
+                if journal is not None:
+                    journal.drop()
                 self._pretrained[key] = entry
         encoder = NextItNet(self.n_items, backbone).to(self.device)
         head = make_head(task, encoder).to(self.device)

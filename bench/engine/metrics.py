@@ -34,11 +34,15 @@ class RankingSums:
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
         ranks = target_ranks(scores, targets).double()
+        # A NaN target score has no rank: it would count as rank 0 (every comparison with NaN
+        # is false), making 1/rank infinite, so it makes the sums NaN instead, which the
+        # training loop and the runner report as divergence.
+        undefined = torch.where(scores.gather(1, targets.unsqueeze(1)).squeeze(1).isnan(), torch.nan, 0.0)
         hit = ranks <= self.k
         batch = torch.stack([
-            torch.where(hit, 1.0 / ranks, 0.0).sum(),
-            hit.double().sum(),
-            torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0).sum(),
+            (torch.where(hit, 1.0 / ranks, 0.0) + undefined).sum(),
+            (hit.double() + undefined).sum(),
+            (torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0) + undefined).sum(),
         ])
         self.sums = batch if self.sums is None else self.sums + batch
         self.count += len(targets)
@@ -65,6 +69,7 @@ class AccuracySums(RankingSums):
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
         correct = (scores.argmax(dim=1) == targets).sum(dtype=torch.float64).reshape(1)
+        correct = correct + torch.where(scores.isnan().any(), torch.nan, 0.0)  # no accuracy from NaN scores
         self.sums = correct if self.sums is None else self.sums + correct
         self.count += len(targets)
 

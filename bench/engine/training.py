@@ -6,6 +6,13 @@ the evaluation scores), so a flat metric on a small validation split never stran
 epoch 1 while its loss still falls. Early stopping counts `patience` epochs without a new
 best, and only epochs after `min_epochs`.
 
+Divergence is an error, never a score: a non-finite loss stops the task naming its epoch
+and step (kept on the device and looked at every 100 steps, before a checkpoint and at the
+epoch's end, so there is no host sync per step), and a non-finite validation score is never
+selected. `train.nonfinite=skip` skips such steps instead (a host sync per step) and counts
+them. In-task checkpoints (every `train.checkpoint_every_minutes` or `_steps`) let `--resume`
+continue in the middle of an epoch (bench/engine/checkpoints.py).
+
 Methods differ in *what* they train (which parameters, which loss, which gradient
 surgery); the hooks let them say so without rewriting the loop.
 """
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,6 +35,8 @@ from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
 from bench.engine import distributed
+from bench.engine.checkpoints import Journal
+from bench.errors import DivergenceError
 from bench.engine.metrics import AccuracySums, RankingSums
 from bench.engine.objectives import LossSettings, evaluation_pairs, loss_settings
 from bench.engine.tasks import Task, TaskKind, TaskSplit
@@ -42,6 +52,9 @@ class TrainHooks:
     on_batch_start: Callable[[float], None] | None = None
     after_backward: Callable[[], None] | None = None
     after_step: Callable[[], None] | None = None
+    # objects with state_dict()/load_state_dict() that change while training (TERACON's
+    # retention ratios, MTL's batch cyclers): in-task checkpoints save and restore them
+    resumable: list = field(default_factory=list)
 
 
 @dataclass
@@ -52,16 +65,56 @@ class FitLog:
     best_valid: float = float("nan")
     best_valid_loss: float = float("nan")
     seconds: float = 0.0
+    skipped_steps: int = 0  # steps with a non-finite loss, skipped (train.nonfinite=skip)
+
+
+@dataclass
+class LoopState:
+    """The loop's variables between two batches: what an in-task checkpoint saves with the model."""
+
+    log: FitLog
+    epoch: int = 0
+    index: int = 0  # the next batch of `epoch`
+    total: torch.Tensor | None = None  # the epoch's summed loss so far, on the device
+    skipped: int = 0  # the epoch's skipped steps
+    stale: int = 0
+    best_state: dict | None = None
+    order: torch.Tensor | None = None  # the data-order generator before the epoch's shuffle
+
+    def saved(self) -> dict:
+        return {**vars(self), "log": dataclasses.asdict(self.log)}
+
+
+class NonFiniteWatch:
+    """The epoch's first step with a non-finite loss, kept on the device (no host sync)."""
+
+    CHECK_EVERY = 100  # steps between looks at it (each look is one host sync)
+
+    def __init__(self, device: torch.device):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+
+    def add(self, loss: torch.Tensor, index: int) -> None:
+        self.first = torch.where((self.first < 0) & ~torch.isfinite(loss), index, self.first)
+
+    def check(self, task: Task, epoch: int, local: bool = False) -> None:
+        """Raise at a non-finite loss; on every rank (an all-reduce) unless `local`, which is
+        for points the ranks may reach at different steps (a checkpoint due by time)."""
+        found = (self.first >= 0).double()
+        if float(found if local else distributed.all_reduce_sum(found)) > 0:
+            step = int(self.first)
+            raise DivergenceError(task.name, "the training loss is not finite", epoch + 1,
+                                  step + 1 if step >= 0 else None)
 
 
 def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size: int,
             generator: torch.Generator | None = None,
-            shard: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Minibatches in a random order; with `shard`, this rank's stride of them (distributed.py)."""
+            shard: bool = False, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Minibatches in a random order; with `shard`, this rank's stride of them (distributed.py);
+    the first `skip` of them left out (a resumed epoch)."""
     n = len(split_targets)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     starts = list(range(0, n, batch_size))
-    for start in (distributed.shard(starts) if shard else starts):
+    for start in (distributed.shard(starts) if shard else starts)[skip:]:
         rows = order[start:start + batch_size].to(split_inputs.device)
         yield split_inputs[rows].long(), split_targets[rows].long()
 
@@ -159,6 +212,7 @@ def fit(
     progress: bool = False,
     description: str = "",
     validate: Callable[[], float] | None = None,
+    journal: Journal | None = None,
 ) -> FitLog:
     """Train on `task.train`, keep the epoch with the best validation score.
 
@@ -166,8 +220,12 @@ def fit(
     `loss_fn(inputs, targets)` and `score_fn(inputs)` close over the method's model.
     `validate()` replaces the validation score of `task` when one model serves several
     tasks at once (MTL selects its epoch on the mean over all of them).
+    `journal` keeps in-task checkpoints of the runner's step (bench/engine/checkpoints.py).
     """
     hooks = hooks or TrainHooks()
+    call = journal.next_call() if journal is not None else None
+    if call is not None and call.finished:  # a replayed step: this call finished before the interruption
+        return FitLog(**call.outcome(state))
     parameters = [p for p in parameters if p.requires_grad]
     distributed.sync_start(state)
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -177,15 +235,23 @@ def fit(
     if config.limit_train_batches is not None:
         n_batches = min(n_batches, config.limit_train_batches)
     settings = LossSettings(config.loss, config.negatives, config.sampler, config.loss_chunk_rows)
-    log = FitLog(task=task.name)
-    best_state, stale = None, 0
-    started = time.perf_counter()
-    epochs = tqdm(range(config.epochs), desc=description or task.name, leave=False,
+    skip = config.nonfinite == "skip"
+    loop = LoopState(FitLog(task=task.name))
+    saved = call.resume(state, optimizer, hooks.resumable) if call is not None else None
+    if saved is not None:  # interrupted in the middle of this call: continue at its step
+        loop = LoopState(**{**saved, "log": FitLog(**saved["log"])})
+        loop.total = loop.total.to(device)
+    started = time.perf_counter() - loop.log.seconds
+    epochs = tqdm(range(loop.epoch, config.epochs), desc=description or task.name, leave=False,
                   disable=not progress, unit="epoch")
     for epoch in epochs:
         state.train()
-        total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
-        for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator, shard=True)):
+        if loop.index == 0:  # a new epoch; a resumed one draws its shuffle again from `order`
+            loop.order, loop.total, loop.skipped = generator.get_state(), torch.zeros((), device=device), 0
+        generator.set_state(loop.order)
+        loop.epoch, watch = epoch, NonFiniteWatch(device)
+        for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator, shard=True,
+                                               skip=loop.index), start=loop.index):
             if index == n_batches:
                 break
             if hooks.on_batch_start:
@@ -193,34 +259,55 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             with loss_settings(settings), autocast(device, config.precision):
                 loss = loss_fn(x, y)
-            loss.backward()
-            distributed.average_gradients(parameters)  # DDP's all-reduce mean, before any surgery
-            if hooks.after_backward:
-                hooks.after_backward()
-            optimizer.step()
-            if hooks.after_step:
-                hooks.after_step()
-            total += loss.detach().float()
+            if skip and float(distributed.all_reduce_sum((~torch.isfinite(loss.detach())).double())) > 0:
+                loop.skipped += 1  # the same decision on every rank, so their all-reduces stay paired
+            else:
+                loss.backward()
+                distributed.average_gradients(parameters)  # DDP's all-reduce mean, before any surgery
+                if hooks.after_backward:
+                    hooks.after_backward()
+                optimizer.step()
+                if hooks.after_step:
+                    hooks.after_step()
+                loop.total += loss.detach().float()
+                watch.add(loss.detach(), index)
+            loop.index = index + 1
+            if loop.index % NonFiniteWatch.CHECK_EVERY == 0:
+                watch.check(task, epoch)
+            if call is not None and call.journal.due(config.checkpoint_every_steps, config.checkpoint_every_minutes):
+                watch.check(task, epoch, local=True)  # a diverged model is never checkpointed
+                loop.log.seconds = time.perf_counter() - started
+                call.save(loop.saved(), state, optimizer, hooks.resumable)
+        watch.check(task, epoch)
+        loop.index = 0
         state.eval()
-        total = distributed.average(total)  # the epoch's loss over all ranks' batches
+        total = distributed.average(loop.total)  # the epoch's loss over all ranks' batches
         if validate is not None:  # one model, several tasks (MTL): no single loss to break ties
             valid, valid_loss = validate(), None
         else:
             valid, valid_loss = validation_score(task, score_fn, device, config)
-        mean_loss = float(total) / n_batches
-        log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid, "valid_loss": valid_loss})
+        mean_loss = float(total) / max(1, n_batches - loop.skipped)
+        log = loop.log
+        log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid, "valid_loss": valid_loss,
+                           **({"skipped": loop.skipped} if skip else {})})
+        log.skipped_steps += loop.skipped
         epochs.set_postfix(loss=f"{mean_loss:.4f}", valid=f"{valid:.4f}")
-        if best_state is None or improves(valid, valid_loss, log.best_valid,
-                                          None if math.isnan(log.best_valid_loss) else log.best_valid_loss):
-            log.best_valid, log.best_epoch, stale = valid, epoch + 1, 0
+        if not math.isfinite(valid) and not skip:
+            raise DivergenceError(task.name, "the validation score is not finite", epoch + 1)
+        if math.isfinite(valid) and (loop.best_state is None or improves(
+                valid, valid_loss, log.best_valid, None if math.isnan(log.best_valid_loss) else log.best_valid_loss)):
+            log.best_valid, log.best_epoch, loop.stale = valid, epoch + 1, 0
             log.best_valid_loss = math.nan if valid_loss is None else valid_loss
-            best_state = copy.deepcopy(state.state_dict())
+            loop.best_state = copy.deepcopy(state.state_dict())
         elif epoch + 1 > config.min_epochs:
-            stale += 1
-            if stale >= config.patience:
+            loop.stale += 1
+            if loop.stale >= config.patience:
                 break
-    if best_state is not None:
-        state.load_state_dict(best_state)
+    if loop.best_state is None:
+        raise DivergenceError(task.name, "no epoch has a finite validation score")
+    state.load_state_dict(loop.best_state)
     state.eval()
-    log.seconds = time.perf_counter() - started
-    return log
+    loop.log.seconds = time.perf_counter() - started
+    if call is not None:
+        call.finish(state, dataclasses.asdict(loop.log))
+    return loop.log

@@ -2,12 +2,15 @@
 
 After step i (which ends at task position i) every task learnt so far is scored on its test
 split, filling row i of R. Each finished step is checkpointed, so `--resume` retrains
-nothing that already finished.
+nothing that already finished; inside a step, in-task checkpoints (bench/engine/checkpoints.py)
+let it continue in the middle of an epoch. A diverged step (a non-finite loss or score)
+is an error naming the method, task, epoch and step; it is never stored as a result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict
 from functools import partial
@@ -18,7 +21,10 @@ from tqdm.auto import tqdm
 
 from bench.config import RunConfig, TrainConfig, build_run_config, changed_settings, from_dict
 from bench.presets import merge_settings
-from bench.errors import BenchError
+from bench.errors import BenchError, DivergenceError
+from bench.engine import checkpoints
+from bench.engine.checkpoints import Journal
+from bench.experiments.memory import check_memory
 from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
 from bench.results.store import MethodRecord, RunStore
@@ -28,38 +34,59 @@ from bench.engine import distributed
 from bench.engine.training import enable_tf32, evaluate
 from bench.datasets.base import load_dataset
 
-def resolve_order(order: list[int] | None, n_tasks: int) -> list[int]:
+def resolve_order(order: list[int] | None, n_tasks: int, complete: bool = False) -> list[int]:
+    """The task order. With `complete` (what `--order` and `--orders` give) every task of the
+    dataset exactly once, since a shorter order silently runs a shorter benchmark; a config
+    file's `order` may select a subset of the tasks."""
     if order is None:
         return list(range(1, n_tasks + 1))
     if sorted(order) != sorted(set(order)) or not all(1 <= t <= n_tasks for t in order):
         raise BenchError(f"order {order}: expected distinct task numbers between 1 and {n_tasks}")
+    if complete and len(order) != n_tasks:
+        missing = sorted(set(range(1, n_tasks + 1)) - set(order))
+        raise BenchError(f"order {','.join(map(str, order))}: expected all {n_tasks} tasks "
+                         f"(missing {','.join(map(str, missing))})")
     return list(order)
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device named, checked before any work: CUDA (and the index asked for) or MPS present."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"device '{name}' requested but CUDA is not available")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as error:
         raise BenchError(f"unknown device '{name}': {error}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"device '{name}' requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise BenchError(f"device '{name}': this machine has {count} CUDA device(s), "
+                             f"cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise BenchError(f"device '{name}' requested but MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise BenchError(f"device '{name}': expected auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
-def prepare(config: RunConfig) -> tuple[Dataset, list[Task], list[str]]:
-    """The data, ordered tasks and methods of a run; every name, file and the device checked."""
-    resolve_device(config.device)
+def prepare(config: RunConfig, memory_check: bool = False) -> tuple[Dataset, list[Task], list[str]]:
+    """The data, ordered tasks and methods of a run; every name, file and the device checked
+    (and, with `memory_check`, the memory estimate, before the data is read)."""
+    device = resolve_device(config.device)
+    if memory_check:
+        check_memory(config, device)
     dataset = load_dataset(config.dataset, config.dataset_options, config.data_dir)
     order = resolve_order(config.order, len(dataset.tasks))
     return dataset, dataset.ordered(order), resolve_methods(config.methods)
 
 
-def preflight(config: RunConfig) -> tuple[int, list[str]]:
+def preflight(config: RunConfig, memory_check: bool = True) -> tuple[int, list[str]]:
     """Load the data and resolve the names before any directory is made, so bad input fails
     first; only the task count and the method names are kept, so that the data is not held
     twice while the run loads it again (at TTL's size a copy is several GB)."""
-    dataset, _, methods = prepare(config)
+    dataset, _, methods = prepare(config, memory_check)
     return len(dataset.tasks), methods
 
 
@@ -91,8 +118,11 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
     bar = tqdm(methods, desc="methods", disable=not progress, unit="method")
     for name in bar:
         bar.set_postfix(method=name)
-        records.append(run_method(name, tasks, method_context(name, context, config), store, config,
-                                  on_step))
+        try:
+            records.append(run_method(name, tasks, method_context(name, context, config), store, config,
+                                      on_step))
+        except DivergenceError as error:
+            raise error.of_method(name) from None
     return records
 
 
@@ -103,8 +133,9 @@ def resume_config(store: RunStore, given: dict, override: bool = False) -> RunCo
     steps ran with the stored value; with `override` the change is applied and recorded in
     the run's changes.json. Call with the store locked.
     """
-    stored = build_run_config(store.config)
-    config = build_run_config(merge_settings(store.config, given))
+    stored_dict = store.stored_config()
+    stored = build_run_config(stored_dict)
+    config = build_run_config(merge_settings(stored_dict, given))
     config.methods = resolve_methods(config.methods)
     changes = changed_settings(stored.to_dict(), config.to_dict())
     if changes and not override:
@@ -153,8 +184,10 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         if index < len(record.steps):
             continue  # finished before the interruption
         started = time.perf_counter()
+        journal = Journal(store.fit_checkpoint_path(name), checkpoints.scope(f"{name} step {index}", config.to_dict()),
+                          distributed.is_main())
         method.train()
-        method.learn([tasks[p] for p in positions], context)
+        method.learn([tasks[p] for p in positions], dataclasses.replace(context, journal=journal))
         method.eval()
         seconds = time.perf_counter() - started
         scores = {
@@ -163,6 +196,9 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
                                     context.train.limit_eval_users, context.train.precision)
             for p in method.scored_positions(seen, positions)
         }
+        for task_name, metrics in scores.items():
+            if not all(math.isfinite(value) for value in metrics.values()):
+                raise DivergenceError(task_name, f"the {config.eval_split} scores are not finite ({metrics})")
         record.steps.append({
             "row": max(positions), "tasks": [tasks[p].name for p in positions], "scores": scores,
             "seconds": seconds, "parameters": method.parameter_count(),
@@ -172,6 +208,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         if distributed.is_main():  # every rank holds the same model and scores; rank 0 writes
             store.save_checkpoint(name, {"method": method, "record": asdict(record),
                                          "rng": torch.get_rng_state()})
+            journal.drop()  # the step checkpoint holds it now
             store.save_record(record)
             write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
         if on_step is not None:

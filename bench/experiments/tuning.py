@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from bench.config import build_run_config, set_path
-from bench.errors import BenchError
+from bench.errors import BenchError, DivergenceError
 from bench.engine.metrics import average_performance
 from bench.registry import METHODS
 
@@ -250,8 +250,8 @@ def make_objective(settings: TuneSettings):
 
     def objective(trial) -> float:
         nonlocal seeded
-        ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(
-            TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)) if t.number < trial.number]
+        ahead = [t for t in trial.study.get_trials(deepcopy=False)
+                 if t.number < trial.number and (t.state is TrialState.RUNNING or counted(t))]
         if len(ahead) >= settings.trials:  # another worker took the last slot at the same instant
             trial.set_user_attr("surplus", True)
             raise SurplusTrial(f"trial {trial.number} is one too many for --trials {settings.trials}")
@@ -277,7 +277,13 @@ def make_objective(settings: TuneSettings):
             shared = t1_cache(settings, config)
             shared.mkdir(parents=True, exist_ok=True)
             store.cache_dir.symlink_to(shared.resolve(), target_is_directory=True)
-            records = run(config, store, progress=False, on_step=report)
+            try:
+                records = run(config, store, progress=False, on_step=report)
+            except DivergenceError as error:  # Optuna fails a trial whose value is NaN: never a score
+                trial.set_user_attr("diverged", str(error))
+                if not settings.quiet:
+                    print(f"trial {trial.number}: diverged: {error}", file=sys.stderr)
+                return math.nan
         R = records[0].matrix()
         trial.set_user_attr("valid_R", [[None if math.isnan(v) else v for v in row] for row in R.tolist()])
         return average_performance(R)
@@ -342,7 +348,7 @@ def run_trials(study, settings: TuneSettings, objective) -> None:
         optuna.storages.fail_stale_trials(study)
         fail_dead_local_trials(study)
         trials = study.get_trials(deepcopy=False)
-        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        finished = sum(counted(t) for t in trials)
         running = sum(t.state is TrialState.RUNNING for t in trials)
         if finished >= settings.trials:
             return
@@ -350,6 +356,15 @@ def run_trials(study, settings: TuneSettings, objective) -> None:
             time.sleep(min(5, settings.heartbeat))  # the other workers' trials fill the study
             continue
         study.optimize(objective, n_trials=1, callbacks=callbacks, catch=(SurplusTrial,))
+
+
+def counted(trial) -> bool:
+    """A trial that used its share of --trials: complete, pruned, or failed by divergence (a
+    diverged trial is not retried: the same parameters would diverge again)."""
+    from optuna.trial import TrialState
+
+    return (trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (trial.state is TrialState.FAIL and "diverged" in trial.user_attrs))
 
 
 def fail_dead_local_trials(study) -> None:
@@ -403,9 +418,7 @@ def _alive(pid: int) -> bool:
 
 
 def _finished(study) -> list:
-    from optuna.trial import TrialState
-
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return [trial for trial in study.get_trials(deepcopy=False) if counted(trial)]
 
 
 def _print_trial(study, trial) -> None:

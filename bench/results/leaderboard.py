@@ -31,7 +31,7 @@ import pandas as pd
 from bench.results.aggregate import TASK_COLUMN, formatted, mean_std, run_frame
 from bench.errors import BenchError
 from bench.io import write_json
-from bench.registry import METHODS, PAPER_ORDER, VARIANT_SEPARATOR
+from bench.registry import METHODS, PAPER_ORDER, VARIANT_SEPARATOR, resolve_methods
 from bench.results.store import RunStore
 from bench.results.tables import missing_first_caption, render
 
@@ -39,6 +39,8 @@ PUBLISHED = "published"
 LEADERBOARD = "LEADERBOARD.md"
 # Settings that do not change what a result means; everything else must match to average runs.
 NOT_SETUP = ("seed", "methods", "device", "data_dir")
+# Train settings of the same kind (in-task checkpoints); `nonfinite` only when it skips steps.
+NOT_SETUP_TRAIN = ("checkpoint_every_minutes", "checkpoint_every_steps")
 COLUMNS_DROPPED = ("FWT",)  # needs SinMo in the same run; the papers' tables show BWT only
 MIN_SEEDS = 3  # fewer seeds: no std worth the name, so no cell is marked best
 
@@ -49,9 +51,19 @@ def publish(root: Path, run_id: str, force: bool = False) -> Path:
     config = store.config
     if config.get("eval_split", "test") != "test":
         raise BenchError(f"run '{run_id}' was evaluated on {config['eval_split']}; only test runs are published")
-    records = store.records()
-    if not records or not all(record.complete for record in records):
-        raise BenchError(f"run '{run_id}' has unfinished methods; finish it with run --resume {run_id}")
+    records = {record.method: record for record in store.records()}
+    missing = [method for method in resolve_methods(config.get("methods") or list(records))
+               if method not in records or not records[method].complete]
+    if not records or missing:
+        raise BenchError(f"run '{run_id}' is not finished: no complete result for {', '.join(missing) or 'any method'}; "
+                         f"finish it with run --resume {run_id}")
+    try:
+        with store.locked():  # a process still working in the run holds its lock
+            pass
+    except BenchError:
+        raise BenchError(f"run '{run_id}' is in use by another process (lock {store.directory / '.lock'}); "
+                         "publish it when that process has finished") from None
+    records = list(records.values())
     target = Path(root) / PUBLISHED / store.run_id
     if target.exists():
         if not force:
@@ -98,6 +110,9 @@ def setup_key(config: dict) -> str:
     A variant row's declared overrides, which a run records under method_options.<row>, are
     part of the row's name, not of the setup: a TERACON+floor run joins the TERACON runs'."""
     setup = {key: value for key, value in config.items() if key not in NOT_SETUP}
+    if isinstance(setup.get("train"), dict):  # when checkpoints are written never changes a result
+        setup["train"] = {key: value for key, value in setup["train"].items()
+                          if key not in NOT_SETUP_TRAIN and not (key == "nonfinite" and value == "error")}
     options = {row: values for row, values in (setup.get("method_options") or {}).items()
                if not (VARIANT_SEPARATOR in row and values == _declared_overrides(row))}
     if "method_options" in setup:

@@ -5,7 +5,10 @@
     results/runs/<run-id>/cache/             the shared T1 model
     results/runs/<run-id>/methods/<M>/result.json   per step: scores of every seen task
     results/runs/<run-id>/methods/<M>/R.csv         the primary-metric matrix R[i][j]
-    results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished
+    results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished (and
+                                                    checkpoint.prev.pt, the step before)
+    results/runs/<run-id>/methods/<M>/fit.pt        in-task checkpoint of the step it is learning
+                                                    (and fit.prev.pt), every few minutes
     results/runs/<run-id>/changes.json       settings changed on resume with --override
     results/runs/<run-id>/.lock              held (flock) while a process works in the run
 
@@ -19,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import hashlib
+import json
 import os
-import pickle
 import platform
 import secrets
 import shutil
@@ -36,7 +40,8 @@ import torch
 from bench.config import DEFAULT_ROOT
 from bench.engine import distributed
 from bench.errors import BenchError, WriteError
-from bench.io import probe_writable, read_json, write_json, write_text, write_torch
+from bench.io import (UnreadableFile, load_torch_with_fallback, probe_writable, read_json, remove_with_previous,
+                      write_json, write_text, write_torch_keeping_previous)
 
 
 
@@ -129,10 +134,17 @@ class RunStore:
         self._lock = handle
         try:
             probe_writable(self.directory)
+            self._remove_orphan_temporaries()
         except BaseException:
             self.unlock()
             raise
         return self
+
+    def _remove_orphan_temporaries(self) -> None:
+        """Half-written `.NAME.*.tmp` files of a process killed mid-write (kill -9): under the
+        lock no other process is writing here, so every one is an orphan."""
+        for path in self.directory.rglob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -158,6 +170,7 @@ class RunStore:
                     "changes": {key: {"stored": old, "given": new} for key, (old, new) in changes.items()}})
         write_json(path, log)
         write_json(self.directory / "config.json", config)
+        write_json(self.directory / "environment.json", {**self.environment, "config_sections": config_digests(config)})
 
     @property
     def run_id(self) -> str:
@@ -170,6 +183,20 @@ class RunStore:
             return read_json(path)
         except ValueError as error:
             raise BenchError(f"{path}: unreadable run config ({error})") from None
+
+    def stored_config(self) -> dict:
+        """config.json as the run wrote it: a section missing or edited since (which would
+        resume with the preset's defaults, or with settings the finished steps never had) is
+        an error naming it. Runs made before the digests were recorded are not checked."""
+        config, recorded = self.config, self.environment.get("config_sections") or {}
+        missing = [key for key in recorded if key not in config]
+        edited = [key for key in recorded if key in config and config_digests({key: config[key]})[key] != recorded[key]]
+        if missing or edited:
+            listed = "; ".join(part for part in (f"missing: {', '.join(missing)}" if missing else "",
+                                                 f"edited: {', '.join(edited)}" if edited else "") if part)
+            raise BenchError(f"{self.directory / 'config.json'}: not as the run stored it ({listed}); restore it, "
+                             f"or change settings with --resume {self.run_id} --override --set KEY=VALUE")
+        return config
 
     @property
     def environment(self) -> dict:
@@ -208,21 +235,24 @@ class RunStore:
         return [record for name in names if (record := self.load_record(name))]
 
     def save_checkpoint(self, method_name: str, payload: dict[str, Any]) -> None:
-        write_torch(self.method_dir(method_name) / "checkpoint.pt", payload)
+        """The method after a finished step; the one before is kept as checkpoint.prev.pt."""
+        write_torch_keeping_previous(self.method_dir(method_name) / "checkpoint.pt", payload)
 
     def load_checkpoint(self, method_name: str, device: torch.device) -> dict | None:
-        path = self.method_dir(method_name) / "checkpoint.pt"
-        if not path.exists():
-            return None
+        """The latest step checkpoint, or the previous one when the latest is damaged."""
         try:
-            return torch.load(path, map_location=device, weights_only=False)
-        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            reason = str(error).split(". ")[0].strip() or type(error).__name__
-            raise BenchError(f"{path}: unreadable checkpoint ({reason}); "
+            return load_torch_with_fallback(self.method_dir(method_name) / "checkpoint.pt", device)
+        except UnreadableFile as error:
+            raise BenchError(f"{error.path}: unreadable checkpoint ({error.reason}); "
                              "delete it to train this method again from its start") from None
 
     def drop_checkpoint(self, method_name: str) -> None:
-        (self.method_dir(method_name) / "checkpoint.pt").unlink(missing_ok=True)
+        remove_with_previous(self.method_dir(method_name) / "checkpoint.pt")
+        remove_with_previous(self.fit_checkpoint_path(method_name))
+
+    def fit_checkpoint_path(self, method_name: str) -> Path:
+        """The in-task checkpoint of the step a method is learning (bench/engine/checkpoints.py)."""
+        return self.method_dir(method_name) / "fit.pt"
 
 
 def new_run_id(config: dict) -> str:
@@ -252,4 +282,11 @@ def environment(config: dict) -> dict:
         "commit": git_commit(),
         "host_cpus": os.cpu_count(),
         "world_size": distributed.world_size(),  # processes of a torchrun data-parallel run
+        "config_sections": config_digests(config),  # `--resume` refuses a config.json edited since
     }
+
+
+def config_digests(config: dict) -> dict[str, str]:
+    """A short hash of each top-level section of a run config."""
+    return {key: hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+            for key, value in config.items()}
