@@ -3,6 +3,7 @@ that fails (read-only folder, full disk) is one error naming the file."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -65,3 +66,21 @@ def probe_writable(directory: Path) -> None:
     probe = Path(directory) / ".write-probe"
     write_text(probe, "probe\n" * 512)
     probe.unlink(missing_ok=True)
+
+
+def open_lock(path: Path, wait: bool = False) -> int:
+    """An exclusive OS file lock (flock) on `path`, as an open descriptor; closing it releases
+    the lock, and a crashed or killed holder never leaves it held. Without `wait`, a lock held
+    elsewhere raises BlockingIOError at once; with it, the call blocks until the holder is done."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise WriteError(path, error) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BaseException:
+        os.close(handle)
+        raise
+    return handle

@@ -72,7 +72,9 @@ from bench.engine.objectives import evaluation_scores, training_loss
 from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.engine.tasks import Task, TaskKind
-from bench.engine.training import TrainHooks
+from bench.engine import t1cache
+from bench.engine.training import FitLog, TrainHooks
+from bench.methods import _gates
 from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
 from bench.methods.base import ContinualMethod
 
@@ -197,6 +199,12 @@ def retention_loss(student: TeraconNet, teacher: TeraconNet, inputs: torch.Tenso
     return total, teacher_masks
 
 
+# Options that only act from task 2 on: TERACON's cached T1 model is shared across them
+# (rows TERACON, TERACON+floor and TERACON+ceil train the same T1).
+LATER_TASKS_ONLY = ("alpha", "initial_ratio", "similarity_scale", "min_ratio", "rows",
+                    "later_lr_scale", "later_lr_from")
+
+
 @METHODS.register("TERACON")
 class TERACON(ContinualMethod):
     paper = "Kim et al., KDD 2023"
@@ -226,15 +234,34 @@ class TERACON(ContinualMethod):
     def learn(self, tasks, context) -> None:
         for task in tasks:
             if self.net is None:
-                encoder, head = self._first_model(task, context)
-                install_gates(encoder, gate_conv_outputs=False)
-                self.net = TeraconNet(encoder, head, task, self.options).to(context.device)
-                teacher = None
+                self._learn_first(task, context)
             else:
                 teacher = copy.deepcopy(self.net).requires_grad_(False).eval()
                 self.net.add_task(task)
-            self.record(self._fit(task, teacher, context))
+                self.record(self._fit(task, teacher, context))
             self.learned.append(task.name)
+
+    def _learn_first(self, task, context) -> None:
+        """Task 1 with its mask, taken from the T1 cache when the same model was trained before
+        (same data, backbone, schedule and T1-relevant options, and the same RNG state to start
+        from); a cached model also restores the RNG state its training ended with, so what
+        follows is bit-identical."""
+        encoder, head = self._first_model(task, context)
+        install_gates(encoder, gate_conv_outputs=False)
+        self.net = TeraconNet(encoder, head, task, self.options).to(context.device)
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in LATER_TASKS_ONLY}
+        options["t1_lr_scale"] = self.options.later_lr_scale if self.options.later_lr_from <= 1 else 1.0
+        extra = {"options": options, "rng": t1cache.rng_digest()}
+
+        def train() -> dict:
+            log = self._fit(task, None, context)
+            return {"model": self.net.state_dict(), "log": dataclasses.asdict(log), "rng": t1cache.rng_states()}
+
+        entry = context.first_model_entry("TERACON T1", "teracon", task, context.backbone, extra, train,
+                                          code=(__file__, _gates.__file__))
+        self.net.load_state_dict(entry["model"])
+        t1cache.restore_rng(entry["rng"])
+        self.record(FitLog(**entry["log"]))
 
     def _first_model(self, task, context):
         """A fresh NextItNet that T1 trains once with its mask (train_task1.py), or the run's
