@@ -151,6 +151,10 @@ class T1Cache:
     def paths(self, key: str) -> tuple[Path, Path, Path]:
         return self.root / f"{key}.pt", self.root / f"{key}.json", self.root / f"{key}.lock"
 
+    def has(self, key: str) -> bool:
+        """Whether a complete entry is there (not checked: `load` checks)."""
+        return self.paths(key)[1].exists()
+
     def load(self, key: str, device: torch.device) -> dict | None:
         """The entry, or None if there is none; a damaged one is reported and ignored."""
         data, index, _ = self.paths(key)

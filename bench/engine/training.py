@@ -184,6 +184,7 @@ def fit(
                   disable=not progress, unit="epoch")
     for epoch in epochs:
         state.train()
+        epoch_started = time.perf_counter()
         total = torch.zeros((), device=device)  # summed on the device: no host sync per batch
         for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator, shard=True)):
             if index == n_batches:
@@ -203,12 +204,14 @@ def fit(
             total += loss.detach().float()
         state.eval()
         total = distributed.average(total)  # the epoch's loss over all ranks' batches
+        mean_loss = float(total) / n_batches  # the epoch's one host sync: its train time is exact
+        train_seconds = time.perf_counter() - epoch_started
         if validate is not None:  # one model, several tasks (MTL): no single loss to break ties
             valid, valid_loss = validate(), None
         else:
             valid, valid_loss = validation_score(task, score_fn, device, config)
-        mean_loss = float(total) / n_batches
-        log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid, "valid_loss": valid_loss})
+        log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid, "valid_loss": valid_loss,
+                           "seconds": time.perf_counter() - epoch_started, "train_seconds": train_seconds})
         epochs.set_postfix(loss=f"{mean_loss:.4f}", valid=f"{valid:.4f}")
         if best_state is None or improves(valid, valid_loss, log.best_valid,
                                           None if math.isnan(log.best_valid_loss) else log.best_valid_loss):
