@@ -173,10 +173,10 @@ class _TaskRef:
         self.name, self.kind = task.name, task.kind
 
 
-def sampling_ratio(old_mask: torch.Tensor, new_mask: torch.Tensor, scale: float) -> float:
-    """Eq. 15: 1 - mean over layers of sigmoid(scale * cos(m_old^l, m_new^l))."""
+def sampling_ratio(old_mask: torch.Tensor, new_mask: torch.Tensor, scale: float) -> torch.Tensor:
+    """Eq. 15: 1 - mean over layers of sigmoid(scale * cos(m_old^l, m_new^l)), left on the device."""
     cosine = F.cosine_similarity(old_mask, new_mask, dim=1, eps=1e-6)
-    return float(1.0 - torch.sigmoid(scale * cosine).mean())
+    return 1.0 - torch.sigmoid(scale * cosine).mean()
 
 
 def retention_loss(student: TeraconNet, teacher: TeraconNet, inputs: torch.Tensor, s: float,
@@ -323,8 +323,25 @@ class RetentionState:
     """Per-old-task sampling ratios r_i (eq. 15) and the batch rows they select (eq. 14)."""
 
     def __init__(self, initial: float, n_old: int, rows: str = "int"):
-        self.ratios = [initial] * n_old
+        self._ratios = [initial] * n_old
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, float] | None = None
         self.round = ROW_RULES[rows]
+
+    @property
+    def ratios(self) -> list[float]:
+        """The latest r_i. `update` leaves them on the device and starts their copy to the host;
+        they are read when the next batch needs them, by which time that copy has long run, so
+        the host never waits for a step to finish (the values are those of a per-batch .item())."""
+        if self._pending is not None:
+            values, ready, floor = self._pending
+            if ready is not None:
+                ready.synchronize()
+            self._ratios, self._pending = [max(floor, r) for r in values.tolist()], None
+        return self._ratios
+
+    @ratios.setter
+    def ratios(self, values: list[float]) -> None:
+        self._ratios, self._pending = list(values), None
 
     def sample_rows(self, batch: int, device) -> list[torch.Tensor]:
         """round(r_i * batch) random rows per old task. The code truncates (int): with related
@@ -333,4 +350,12 @@ class RetentionState:
         return [torch.randperm(batch, device=device)[:self.round(batch * r)] for r in self.ratios]
 
     def update(self, teacher_masks, current_mask, scale: float, floor: float) -> None:
-        self.ratios = [max(floor, sampling_ratio(m, current_mask, scale)) for m in teacher_masks]
+        if not teacher_masks:
+            return
+        values = torch.stack([sampling_ratio(m, current_mask, scale) for m in teacher_masks]).detach()
+        ready = None
+        if values.is_cuda:  # into pinned memory without waiting; an event says when it is there
+            values = values.to("cpu", non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+        self._pending = (values, ready, floor)

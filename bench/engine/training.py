@@ -57,12 +57,17 @@ class FitLog:
 def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size: int,
             generator: torch.Generator | None = None,
             shard: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Minibatches in a random order; with `shard`, this rank's stride of them (distributed.py)."""
+    """Minibatches in a random order; with `shard`, this rank's stride of them (distributed.py).
+
+    The order is drawn on the host (the same generator on every device) and sent to the split's
+    device once per pass, from pinned memory without waiting: no step copies or syncs anything."""
     n = len(split_targets)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    if split_inputs.device.type == "cuda":
+        order = order.pin_memory().to(split_inputs.device, non_blocking=True)
     starts = list(range(0, n, batch_size))
     for start in (distributed.shard(starts) if shard else starts):
-        rows = order[start:start + batch_size].to(split_inputs.device)
+        rows = order[start:start + batch_size]
         yield split_inputs[rows].long(), split_targets[rows].long()
 
 
