@@ -4,6 +4,7 @@ that fails (read-only folder, full disk) is one error naming the file."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -66,6 +67,15 @@ def probe_writable(directory: Path) -> None:
     probe = Path(directory) / ".write-probe"
     write_text(probe, "probe\n" * 512)
     probe.unlink(missing_ok=True)
+
+
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 16 MiB blocks (downloads, T1 cache entries)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def open_lock(path: Path, wait: bool = False) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from bench.engine import distributed
-from bench.io import open_lock, read_json, write_json, write_torch
+from bench.io import file_hash, open_lock, read_json, write_json, write_torch
 
 FORMAT_VERSION = 1
 OFF = ("off", "0", "false", "no", "none")
@@ -162,7 +162,7 @@ class T1Cache:
             return None  # absent, or killed before it was complete
         try:
             expected = read_json(index)["sha256"]
-            actual = _file_sha256(data)
+            actual = file_hash(data)
             if actual != expected:
                 raise ValueError(f"checksum {actual[:12]} != {expected[:12]}")
             return torch.load(data, map_location=device, weights_only=False)
@@ -174,7 +174,7 @@ class T1Cache:
     def store(self, key: str, entry: dict) -> Path:
         data, index, _ = self.paths(key)
         write_torch(data, entry)
-        write_json(index, {"sha256": _file_sha256(data), "meta": entry.get("meta", {})})
+        write_json(index, {"sha256": file_hash(data), "meta": entry.get("meta", {})})
         return data
 
     def load_or_train(self, key: str, meta: dict, device: torch.device,
@@ -212,10 +212,3 @@ class T1Cache:
             if handle is not None:
                 os.close(handle)
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
