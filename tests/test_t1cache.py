@@ -123,3 +123,30 @@ def test_teracon_variants_that_agree_on_t1_share_its_model(variant, tmp_path, ca
     run(config, RunStore.create(config.to_dict(), tmp_path, "v"), progress=False)
     err = capfd.readouterr().err
     assert err.count("t1-cache: training teracon-") == 1 and err.count("t1-cache: loaded teracon-") == 1
+
+
+def test_an_unusable_cache_folder_costs_time_not_the_run(tmp_path, monkeypatch, capfd):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("BENCH_T1_CACHE", str(blocker / "t1"))
+    records, store = _run(tmp_path, "unusable")
+    assert all(record.complete for record in records.values())
+    err = capfd.readouterr().err
+    assert "t1-cache: warning: T1 cache unusable" in err and "Traceback" not in err
+    assert all(e["path"] is None and not e["hit"] for e in store.environment["t1_cache"].values())
+
+
+def test_a_damaged_copy_in_the_run_folder_is_named_and_trained_again(tmp_path, monkeypatch, capfd):
+    """With the T1 cache off, a resumed run reads its own T1 copy: truncated, it is retrained."""
+    monkeypatch.setenv("BENCH_T1_CACHE", "off")
+    trained, store = _run(tmp_path, "own")
+    copy = sorted(store.cache_dir.glob("pretrained-*.pt"))[0]
+    copy.write_bytes(copy.read_bytes()[:100])
+    for name in METHODS:  # as if interrupted before any method finished
+        (store.method_dir(name) / "result.json").unlink()
+    config = tiny_config(methods=METHODS)
+    config.train.epochs = 1
+    again = {r.method: r for r in run(config, store, progress=False)}
+    err = capfd.readouterr().err
+    assert f"damaged entry {copy}" in err and "Traceback" not in err
+    assert _scores(again) == _scores(trained)

@@ -92,8 +92,11 @@ class MethodContext:
         key = _file_key(task.name) + _backbone_suffix(backbone, self.backbone)
         if key not in self._pretrained:
             path = self.cache_dir / f"pretrained-{key}.pt" if self.cache_dir else None
+            entry = None
             if path is not None and path.exists():  # a resumed run (older runs, or the cache off)
-                self._pretrained[key] = torch.load(path, map_location=self.device, weights_only=False)
+                entry = t1cache.load_model_file(path, self.device)
+            if entry is not None:
+                self._pretrained[key] = entry
             else:
                 self._pretrained[key] = self.first_model_entry(
                     f"pretrained {key}" if key else "pretrained", "t1", task, backbone, {},

@@ -132,6 +132,24 @@ def note(message: str) -> None:
         print(f"t1-cache: {message}", file=sys.stderr, flush=True)
 
 
+def damaged(path: Path, error: BaseException) -> None:
+    reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+    note(f"warning: damaged entry {path} ({reason}); training it again")
+    return None
+
+
+def load_model_file(path: Path, device: torch.device) -> dict | None:
+    """A stored T1 model (an entry, or a run's own copy), or None after one line naming a
+    damaged file (truncated by a full disk, say): it is trained again, never used."""
+    try:
+        entry = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(entry, dict) or "model" not in entry:
+            raise ValueError("not a stored T1 model")
+        return entry
+    except Exception as error:  # noqa: BLE001 - any damage means: train again
+        return damaged(path, error)
+
+
 @dataclass
 class Outcome:
     key: str
@@ -165,11 +183,9 @@ class T1Cache:
             actual = file_hash(data)
             if actual != expected:
                 raise ValueError(f"checksum {actual[:12]} != {expected[:12]}")
-            return torch.load(data, map_location=device, weights_only=False)
         except Exception as error:  # noqa: BLE001 - any damage means: train again
-            reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-            note(f"warning: damaged entry {data} ({reason}); training it again")
-            return None
+            return damaged(data, error)
+        return load_model_file(data, device)
 
     def store(self, key: str, entry: dict) -> Path:
         data, index, _ = self.paths(key)
@@ -188,12 +204,18 @@ class T1Cache:
         data, _, lock_path = self.paths(key)
         handle = None
         try:
+            usable = True
             if distributed.is_main():
                 try:
                     handle = open_lock(lock_path)
                 except BlockingIOError:
                     note(f"waiting for another process training {key}")
                     handle = open_lock(lock_path, wait=True)
+                except OSError as error:  # an unwritable cache folder costs time, not the run
+                    note(f"warning: T1 cache unusable ({error}); training without it")
+                    usable = False
+            if not distributed.broadcast_object(usable):
+                return {**train(), "meta": meta}, Outcome(key, False, None)
             entry = self.load(key, device) if distributed.is_main() else None
             if distributed.broadcast_object(entry is not None):
                 if entry is None:  # another rank: rank 0 checked the file
