@@ -5,7 +5,8 @@ process per method and seed) would otherwise train that model once per process. 
 named by a hash over everything that decides the trained weights: the task's data (a hash of
 its train and validation arrays, so options and split are covered), the item count, the
 backbone, the first task's train schedule, the seed, the device type, torch's version, the
-data-parallel world size, the TF32 switches, the source of the modules that train it, and
+data-parallel world size, the TF32 switches, which exact-loss path runs (fused or chunked),
+the source of the modules that train it, and
 whatever the caller adds (TERACON's masked T1 adds its own options and the RNG state it
 starts from).
 
@@ -34,7 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench.engine import distributed
+from bench.engine import distributed, softmax
 from bench.io import file_hash, open_lock, read_json, write_json, write_torch
 
 FORMAT_VERSION = 1
@@ -120,6 +121,7 @@ def entry_key(kind: str, task, n_items: int, backbone, train, seed: int, device:
         "device": device.type, "torch": torch.__version__, "world_size": distributed.world_size(),
         "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32],
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "exact_loss": softmax.exact_loss_path(device) if train.loss == "full" else "sampled",
         "code": code_fingerprint(code), "extra": extra or {},
     }
     text = json.dumps(meta, sort_keys=True, default=str)
