@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bench.cli import main
 
 SMALL = ["--epochs", "2", "--device", "cpu", "--set", "dataset_options.n_users=120", "--set", "backbone.embedding_dim=8"]
@@ -32,3 +34,19 @@ def test_estimate_prices_a_cached_t1_model_at_nothing(tmp_path, capsys):
     assert main(["run", "--methods", "SinMo", "--quiet", "--results", str(tmp_path), *SMALL]) == 0
     capsys.readouterr()
     assert "pretrained T1-sequence: cached (0 s)" in predicted()
+
+
+def test_estimate_of_a_sweep_multiplies_by_its_runs_and_refuses_resume(tmp_path, capsys):
+    assert main(["run", "--methods", "FineSmax", "--estimate", "--seeds", "0,1,2", "--results", str(tmp_path),
+                 *SMALL]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    total = next(line for line in lines if line.startswith("total "))
+    sweep = next(line for line in lines if line.startswith("total x 3 runs"))
+    one, three = seconds(*total.split()[1:3]), seconds(*sweep.split()[4:6])
+    assert three == pytest.approx(3 * one, rel=0.02, abs=0.2)  # printed to 0.1 s
+    assert main(["run", "--estimate", "--resume", "x", "--results", str(tmp_path)]) == 2
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def seconds(value: str, unit: str) -> float:
+    return float(value) * {"s": 1, "min": 60, "h": 3600}[unit]
