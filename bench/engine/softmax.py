@@ -169,4 +169,6 @@ def fused_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
     kernel = _fused_kernel()
     compute = torch.bfloat16
     with torch.autocast("cuda", enabled=False):
-        return kernel(weight.to(compute), hidden.to(compute).contiguous(), targets, bias.to(compute)).float()
+        out = kernel(weight.to(compute), hidden.to(compute).contiguous(), targets, bias.to(compute))
+    loss = out[0] if isinstance(out, tuple) else getattr(out, "loss", out)  # releases differ in what they return
+    return loss.float()
