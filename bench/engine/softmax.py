@@ -147,6 +147,12 @@ def exact_loss_path(device: torch.device) -> str:
         return "chunked"
     if os.environ.get("BENCH_FUSED_LOSS", "").strip().lower() in ("off", "0", "false", "no"):
         return "chunked (BENCH_FUSED_LOSS=off)"
+    if "path" not in _FUSED:  # asked every step: worked out once
+        _FUSED["path"] = _cuda_path()
+    return _FUSED["path"]
+
+
+def _cuda_path() -> str:
     kernel = _fused_kernel()
     if isinstance(kernel, str):
         if not _FUSED.get("said"):
