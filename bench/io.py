@@ -3,6 +3,8 @@ that fails (read-only folder, full disk) is one error naming the file."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import pickle
@@ -126,3 +128,30 @@ def probe_writable(directory: Path) -> None:
     probe = Path(directory) / ".write-probe"
     write_text(probe, "probe\n" * 512)
     probe.unlink(missing_ok=True)
+
+
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 16 MiB blocks (downloads, T1 cache entries)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def open_lock(path: Path, wait: bool = False) -> int:
+    """An exclusive OS file lock (flock) on `path`, as an open descriptor; closing it releases
+    the lock, and a crashed or killed holder never leaves it held. Without `wait`, a lock held
+    elsewhere raises BlockingIOError at once; with it, the call blocks until the holder is done."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise WriteError(path, error) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BaseException:
+        os.close(handle)
+        raise
+    return handle

@@ -5,6 +5,8 @@
 #
 #   bash benchmarks/paper_grid.sh RESULTS [JOBS] [SECONDS] [extra `bench run` arguments...]
 #
+# The runs share each seed's T1 model through the T1 cache ($BENCH_T1_CACHE, default
+# $BENCH_DATA/cache/t1): the first process to need it trains it, the others wait and load it.
 # Run ids are <PAPER_GRID_NAME>-<method>-s<seed> (default name synthetic-paper); a run left
 # unfinished (SECONDS reached, a crash) is resumed by the next call. Publish the finished ones with
 #   python -m bench leaderboard --results RESULTS --publish $(cd RESULTS/runs && ls -d synthetic-paper-*)

@@ -8,7 +8,6 @@ the files by hand.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.io import file_hash
 from bench.datasets.cache import data_root
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens/"
@@ -62,7 +62,7 @@ def fetch(name: str, root: Path | None = None, force: bool = False) -> Path:
         reason = getattr(error, "reason", None) or error
         raise BenchError(f"cannot download {url} ({reason}); download it by hand and unzip it so that "
                          f"{folder} holds its files (or pass --data-dir to where they are)") from None
-    digest = _md5(partial)
+    digest = file_hash(partial, "md5")
     if digest != release.md5:
         partial.unlink(missing_ok=True)
         raise BenchError(f"{url}: MD5 {digest} does not match the published {release.md5}; download discarded")
@@ -74,11 +74,3 @@ def fetch(name: str, root: Path | None = None, force: bool = False) -> Path:
         raise BenchError(f"{archive}: not a valid zip archive") from None
     archive.unlink(missing_ok=True)
     return folder
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -72,7 +72,9 @@ from bench.engine.objectives import evaluation_scores, training_loss
 from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.engine.tasks import Task, TaskKind
-from bench.engine.training import TrainHooks
+from bench.engine import t1cache
+from bench.engine.training import FitLog, TrainHooks
+from bench.methods import _gates
 from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
 from bench.methods.base import ContinualMethod
 
@@ -171,10 +173,10 @@ class _TaskRef:
         self.name, self.kind = task.name, task.kind
 
 
-def sampling_ratio(old_mask: torch.Tensor, new_mask: torch.Tensor, scale: float) -> float:
-    """Eq. 15: 1 - mean over layers of sigmoid(scale * cos(m_old^l, m_new^l))."""
+def sampling_ratio(old_mask: torch.Tensor, new_mask: torch.Tensor, scale: float) -> torch.Tensor:
+    """Eq. 15: 1 - mean over layers of sigmoid(scale * cos(m_old^l, m_new^l)), left on the device."""
     cosine = F.cosine_similarity(old_mask, new_mask, dim=1, eps=1e-6)
-    return float(1.0 - torch.sigmoid(scale * cosine).mean())
+    return 1.0 - torch.sigmoid(scale * cosine).mean()
 
 
 def retention_loss(student: TeraconNet, teacher: TeraconNet, inputs: torch.Tensor, s: float,
@@ -195,6 +197,12 @@ def retention_loss(student: TeraconNet, teacher: TeraconNet, inputs: torch.Tenso
         prediction, _ = student.retention_logits(k, s, inputs[chosen])
         total = total + ratio / weight * F.mse_loss(prediction, target)
     return total, teacher_masks
+
+
+# Options that only act from task 2 on: TERACON's cached T1 model is shared across them
+# (rows TERACON, TERACON+floor and TERACON+ceil train the same T1).
+LATER_TASKS_ONLY = ("alpha", "initial_ratio", "similarity_scale", "min_ratio", "rows",
+                    "later_lr_scale", "later_lr_from")
 
 
 @METHODS.register("TERACON")
@@ -226,15 +234,34 @@ class TERACON(ContinualMethod):
     def learn(self, tasks, context) -> None:
         for task in tasks:
             if self.net is None:
-                encoder, head = self._first_model(task, context)
-                install_gates(encoder, gate_conv_outputs=False)
-                self.net = TeraconNet(encoder, head, task, self.options).to(context.device)
-                teacher = None
+                self._learn_first(task, context)
             else:
                 teacher = copy.deepcopy(self.net).requires_grad_(False).eval()
                 self.net.add_task(task)
-            self.record(self._fit(task, teacher, context))
+                self.record(self._fit(task, teacher, context))
             self.learned.append(task.name)
+
+    def _learn_first(self, task, context) -> None:
+        """Task 1 with its mask, taken from the T1 cache when the same model was trained before
+        (same data, backbone, schedule and T1-relevant options, and the same RNG state to start
+        from); a cached model also restores the RNG state its training ended with, so what
+        follows is bit-identical."""
+        encoder, head = self._first_model(task, context)
+        install_gates(encoder, gate_conv_outputs=False)
+        self.net = TeraconNet(encoder, head, task, self.options).to(context.device)
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in LATER_TASKS_ONLY}
+        options["t1_lr_scale"] = self.options.later_lr_scale if self.options.later_lr_from <= 1 else 1.0
+        extra = {"options": options, "rng": t1cache.rng_digest()}
+
+        def train() -> dict:
+            log = self._fit(task, None, context)
+            return {"model": self.net.state_dict(), "log": dataclasses.asdict(log), "rng": t1cache.rng_states()}
+
+        entry = context.first_model_entry("TERACON T1", "teracon", task, context.backbone, extra, train,
+                                          code=(__file__, _gates.__file__))
+        self.net.load_state_dict(entry["model"])
+        t1cache.restore_rng(entry["rng"])
+        self.record(FitLog(**entry["log"]))
 
     def _first_model(self, task, context):
         """A fresh NextItNet that T1 trains once with its mask (train_task1.py), or the run's
@@ -296,8 +323,25 @@ class RetentionState:
     """Per-old-task sampling ratios r_i (eq. 15) and the batch rows they select (eq. 14)."""
 
     def __init__(self, initial: float, n_old: int, rows: str = "int"):
-        self.ratios = [initial] * n_old
+        self._ratios = [initial] * n_old
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None, float] | None = None
         self.round = ROW_RULES[rows]
+
+    @property
+    def ratios(self) -> list[float]:
+        """The latest r_i. `update` leaves them on the device and starts their copy to the host;
+        they are read when the next batch needs them, by which time that copy has long run, so
+        the host never waits for a step to finish (the values are those of a per-batch .item())."""
+        if self._pending is not None:
+            values, ready, floor = self._pending
+            if ready is not None:
+                ready.synchronize()
+            self._ratios, self._pending = [max(floor, r) for r in values.tolist()], None
+        return self._ratios
+
+    @ratios.setter
+    def ratios(self, values: list[float]) -> None:
+        self._ratios, self._pending = list(values), None
 
     def sample_rows(self, batch: int, device) -> list[torch.Tensor]:
         """round(r_i * batch) random rows per old task. The code truncates (int): with related
@@ -306,7 +350,15 @@ class RetentionState:
         return [torch.randperm(batch, device=device)[:self.round(batch * r)] for r in self.ratios]
 
     def update(self, teacher_masks, current_mask, scale: float, floor: float) -> None:
-        self.ratios = [max(floor, sampling_ratio(m, current_mask, scale)) for m in teacher_masks]
+        if not teacher_masks:
+            return
+        values = torch.stack([sampling_ratio(m, current_mask, scale) for m in teacher_masks]).detach()
+        ready = None
+        if values.is_cuda:  # into pinned memory without waiting; an event says when it is there
+            values = values.to("cpu", non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record()
+        self._pending = (values, ready, floor)
 
     def state_dict(self) -> dict:  # the ratios move every batch: in-task checkpoints keep them
         return {"ratios": list(self.ratios)}

@@ -23,6 +23,15 @@ def tiny_config(**overrides) -> RunConfig:
     return config
 
 
+@pytest.fixture(autouse=True)
+def t1_cache_root(tmp_path, monkeypatch):
+    """Every test gets its own T1 cache (bench/engine/t1cache.py): on, as by default, but never
+    shared with another test or with the user's ~/.cache/bench."""
+    root = tmp_path / "t1-cache"
+    monkeypatch.setenv("BENCH_T1_CACHE", str(root))
+    return root
+
+
 @pytest.fixture
 def results_root(tmp_path):
     return tmp_path / "results"

@@ -151,6 +151,7 @@ def test_bars_only_on_a_terminal_or_when_asked(capsys, tmp_path):
             "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
     code, out, err = run_cli(capsys, *tiny, "--run-id", "log")  # capsys: stderr is not a terminal
     assert code == 0 and "\r" not in err and "FineSmax: learnt T1-sequence" in err
+    assert re.search(r"^\[ *\d+\.\ds\] FineSmax: learnt T2-\S+ in \d+\.\ds$", err, re.MULTILINE)  # elapsed, step time
     assert out.rstrip().splitlines()[-1].startswith("| FineSmax ")
     code, _, err = run_cli(capsys, *tiny, "--run-id", "bars", "--progress")
     assert code == 0 and "\r" in err and "methods:" in err

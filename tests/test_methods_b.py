@@ -321,11 +321,11 @@ def test_teracon_expected_rows_keep_the_fraction_of_any_batch():
 
 def test_teracon_sampling_ratio_follows_mask_similarity():
     masks = torch.rand(4, 16) + 0.1
-    same = teracon_module.sampling_ratio(masks, masks, 6.0)
+    same = float(teracon_module.sampling_ratio(masks, masks, 6.0))
     assert same == pytest.approx(1 - torch.sigmoid(torch.tensor(6.0)).item(), abs=1e-5)
     disjoint = torch.zeros(4, 16)
     disjoint[:, :8] = 1
-    assert teracon_module.sampling_ratio(disjoint, 1 - disjoint, 6.0) == pytest.approx(0.5)
+    assert float(teracon_module.sampling_ratio(disjoint, 1 - disjoint, 6.0)) == pytest.approx(0.5)
     state = teracon_module.RetentionState(0.9, 2)
     assert [len(rows) for rows in state.sample_rows(100, torch.device("cpu"))] == [90, 90]
     state.update([masks, 1 - disjoint], disjoint, 6.0, floor=0.25)

@@ -124,3 +124,56 @@ def test_chunked_loss_under_bf16_autocast_is_close_to_fp32():
     for got, want in zip((hidden.grad, weight.grad, bias.grad), expected):
         assert got.dtype == torch.float32
         torch.testing.assert_close(got, want, rtol=5e-2, atol=2e-2)
+
+
+def test_exact_loss_dispatch_falls_back_to_the_chunked_loss_without_cuda_or_the_package(monkeypatch, capsys):
+    from bench.engine import softmax
+
+    assert softmax.exact_loss_path(torch.device("cpu")) == "chunked"
+    monkeypatch.setattr(softmax, "_FUSED", {"kernel": "liger-kernel not importable (ModuleNotFoundError)"})
+    cuda = torch.device("cuda")  # only its type is read: no GPU needed
+    assert softmax.exact_loss_path(cuda).startswith("chunked (liger-kernel not importable")
+    assert softmax.exact_loss_path(cuda).startswith("chunked")
+    err = capsys.readouterr().err
+    assert err.count("the exact loss runs the chunked path on CUDA") == 1 and err.count("\n") == 1  # said once
+    monkeypatch.setattr(softmax, "_FUSED", {"kernel": object()})
+    assert softmax.exact_loss_path(cuda).startswith("fused (liger-kernel")
+    monkeypatch.setenv("BENCH_FUSED_LOSS", "off")
+    assert softmax.exact_loss_path(cuda) == "chunked (BENCH_FUSED_LOSS=off)"
+
+
+def test_fused_path_gets_every_position_with_padding_ignored(monkeypatch):
+    """What the fused kernel is handed (all positions, padding as IGNORE) is the chunked loss's
+    problem: F.cross_entropy with ignore_index on those inputs equals the chunked loss."""
+    from bench.engine import objectives, softmax
+
+    torch.manual_seed(0)
+    n_items = 30
+    inputs = torch.randint(1, n_items + 1, (5, 7))
+    inputs[:2, :3] = 0
+    task = next_item_task(inputs, n_items)
+    encoder = NextItNet(n_items, BackboneConfig(embedding_dim=8, dilations=[1]))
+    head = TiedItemHead(encoder.embedding)
+    with torch.no_grad():
+        head.bias.normal_()
+    chunked = training_loss(task, encoder(inputs), head, inputs, None)
+
+    def reference_kernel(hidden, weight, bias, targets):  # the fused kernel's contract, in plain torch
+        return F.cross_entropy(hidden @ weight.T + bias, targets, ignore_index=softmax.IGNORE)
+
+    monkeypatch.setattr(objectives, "exact_loss_path", lambda device: "fused (test)")
+    monkeypatch.setattr(objectives, "fused_cross_entropy", reference_kernel)
+    fused = training_loss(task, encoder(inputs), head, inputs, None)
+    torch.testing.assert_close(fused, chunked, rtol=1e-6, atol=1e-7)
+
+
+def test_a_run_records_which_loss_path_ran(tmp_path):
+    from bench.experiments.runner import run
+    from bench.results.store import RunStore
+    from tests.conftest import tiny_config
+
+    config = tiny_config(methods=["FineSmax"])
+    config.train.epochs = 1
+    store = RunStore.create(config.to_dict(), tmp_path)
+    run(config, store, progress=False)
+    assert store.environment["loss"] == {"next_item": "chunked"}

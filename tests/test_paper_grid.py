@@ -42,3 +42,26 @@ def test_grid_runs_each_method_alone_resumes_and_publishes(tmp_path):
         leaderboard.publish(tmp_path, f"synthetic-paper-{method}-s0")
     text = leaderboard.generate(tmp_path)
     assert text.count("### paper defaults") == 1 and "| SinMo " in text and "| DNN " in text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_grid_trains_one_t1_model_per_seed_for_the_methods_that_share_it(tmp_path, t1_cache_root):
+    """3 methods x 3 seeds, 3 processes at a time: the T1 cache trains each seed's T1 once, and a
+    run without the cache gets the same numbers, bit for bit."""
+    from bench.cli import main
+    from bench.results.store import RunStore
+
+    env = {**os.environ, "PAPER_GRID_METHODS": "SinMoAll FineSmax SinMo", "PAPER_GRID_SEEDS": "0 1 2",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "paper_grid.sh"), str(tmp_path), "3", "0", *SMALL],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.count("rc=0") == 9, done.stdout + done.stderr
+    logs = [path.read_text() for path in sorted((tmp_path / "logs").glob("*.log"))]
+    trained = [line.split()[2] for log in logs for line in log.splitlines() if line.startswith("t1-cache: training")]
+    loaded = [line.split()[2] for log in logs for line in log.splitlines() if line.startswith("t1-cache: loaded")]
+    assert len(trained) == len(set(trained)) == 3 and sorted(set(loaded)) == sorted(trained) and len(loaded) == 6
+    assert main(["run", "--preset", "paper", "--methods", "SinMoAll", "--seed", "1", "--run-id", "alone", "--quiet",
+                 "--no-t1-cache", "--results", str(tmp_path), *SMALL]) == 0
+    grid, alone = (RunStore.open(name, tmp_path).load_record("SinMoAll") for name in ("synthetic-paper-SinMoAll-s1",
+                                                                                         "alone"))
+    assert json.dumps([s["scores"] for s in grid.steps]) == json.dumps([s["scores"] for s in alone.steps])

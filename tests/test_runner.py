@@ -116,7 +116,7 @@ def test_first_task_schedule_applies_to_the_first_task_only():
     assert (later.batch_size, later.epochs) == (1024, train.epochs)
 
 
-def test_first_task_schedule_is_settable_and_recorded(tmp_path):
+def test_first_task_schedule_is_settable_and_recorded(tmp_path, t1_cache_root):
     from bench.cli import main
     from bench.results.store import RunStore
 
@@ -128,7 +128,7 @@ def test_first_task_schedule_is_settable_and_recorded(tmp_path):
     assert store.config["train"]["first_task"] == {"epochs": 2, "batch_size": 32, "lr": None, "patience": None}
     import torch
 
-    (t1_model,) = store.cache_dir.glob("pretrained-*.pt")
+    (t1_model,) = t1_cache_root.glob("t1-*.pt")  # the shared T1 cache (bench/engine/t1cache.py)
     assert len(torch.load(t1_model, weights_only=False)["log"]["epochs"]) == 2  # T1: its own 2 epochs
     logs = read_json(store.method_dir("FineSmax") / "epochs.json")
     assert logs and all(len(log["epochs"]) == 1 for log in logs)  # later tasks: train.epochs=1

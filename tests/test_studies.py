@@ -118,7 +118,7 @@ def tune(root: Path, trials: int) -> int:
                  *TINY[:2], *TINY[3:], "--results", str(root)])
 
 
-def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys):
+def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys, t1_cache_root):
     assert tune(tmp_path, 2) == 0
     db = tmp_path / "studies" / "synthetic-SinMoAll.db"
     study = tuning.open_study(db, "synthetic-SinMoAll", create=False)
@@ -129,8 +129,7 @@ def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys):
     assert len(study.trials) == 4
     assert [(t.number, t.params) for t in study.trials][:2] == first
     assert no_test_split  # the validation split was evaluated
-    cached = list((tmp_path / "studies" / "synthetic-SinMoAll.cache").rglob("pretrained-*.pt"))
-    assert len(cached) == 1  # every trial reused one T1 model
+    assert len(list(t1_cache_root.glob("t1-*.pt"))) == 1  # every trial reused one T1 model
     out = capsys.readouterr().out
     assert "best trial" in out and "importance" in out
     assert tune(tmp_path, 4) == 0  # nothing left to do

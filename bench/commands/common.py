@@ -54,6 +54,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bf16 autocast on CUDA (train.precision; default fp32)")
     parser.add_argument("--config", help="JSON or TOML file of settings (see config.json of any run)")
     add_set_argument(parser, "backbone.embedding_dim=32")
+    parser.add_argument("--no-t1-cache", action="store_true",
+                        help="train every T1 model here instead of loading it from the T1 cache shared by "
+                             "runs ($BENCH_T1_CACHE, else $BENCH_DATA/cache/t1)")
 
 
 def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
@@ -62,7 +65,14 @@ def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:
-    """A run-config dict from --config, the shortcuts and --set, in that order of precedence."""
+    """A run-config dict from --config, the shortcuts and --set, in that order of precedence.
+
+    `--no-t1-cache` is no setting of the run (the cache never changes a result); it turns the
+    cache off for this process and the workers it starts."""
+    if getattr(args, "no_t1_cache", False):
+        from bench.engine import t1cache
+
+        t1cache.disable()
     data = load_config_file(args.config) if args.config else {}
     shortcuts = {
         "methods": split_list(args.methods) if getattr(args, "methods", None) else None,

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task orders to compare, e.g. 1,2,3,4,5,6 1,3,2,4,5,6; or 'all-permutations'")
     parser.add_argument("--fixed-first", type=int, metavar="TASK",
                         help="with all-permutations: keep this task first (Conure Table 4 keeps T1)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="time a few steps of every task of every method at this shape, print the "
+                             "predicted wall time per method and in total, and exit (writes no run)")
     add_results_argument(parser)
     add_format_arguments(parser)
 
@@ -59,6 +62,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
 def execute(args: argparse.Namespace) -> int:
     from bench.engine import distributed
 
+    if args.estimate:
+        return _estimate(args)
     # `kill` (SIGTERM, a scheduler's preemption) stops like Ctrl-C: the file being written is
     # finished or removed, and the resume hint is printed. Not under torchrun: its launcher
     # stops the ranks with SIGTERM, and a rank blocked in a collective must end at once.
@@ -101,6 +106,22 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _estimate(args: argparse.Namespace) -> int:
+    """`run --estimate`: predicted wall time from a few timed steps (bench/experiments/estimate.py)."""
+    from bench.config import build_run_config
+    from bench.experiments import estimate
+    from bench.experiments.runner import preflight
+
+    if args.resume:
+        raise BenchError("--estimate predicts a new run; it cannot resume one")
+    config = build_run_config(config_from_args(args))
+    n_tasks, config.methods = preflight(config)
+    runs = (len(parse_seeds(args.seeds)) if args.seeds else 1) * (
+        len(parse_orders(args.orders, args.fixed_first, n_tasks)) if args.orders else 1)
+    print(estimate.render(estimate.estimate(config), config, runs))
+    return 0
+
+
 def _step_lines(args: argparse.Namespace):
     """Without bars (stderr is a log, not a terminal) one plain line per learnt step instead."""
     from bench.engine import distributed
@@ -110,8 +131,9 @@ def _step_lines(args: argparse.Namespace):
     started = time.monotonic()
 
     def report(method, record) -> None:
-        print(f"[{time.monotonic() - started:7.1f}s] {method}: learnt {', '.join(record.steps[-1]['tasks'])}",
-              file=sys.stderr, flush=True)
+        step = record.steps[-1]
+        print(f"[{time.monotonic() - started:7.1f}s] {method}: learnt {', '.join(step['tasks'])} "
+              f"in {step['seconds']:.1f}s", file=sys.stderr, flush=True)
 
     return report
 

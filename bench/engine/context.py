@@ -10,12 +10,13 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
 from bench.config import BackboneConfig, TrainConfig
-from bench.engine import distributed
+from bench.engine import distributed, t1cache
 from bench.engine.backbone import NextItNet, make_head
 from bench.engine.checkpoints import Journal, scope
 from bench.engine.objectives import evaluation_scores, training_loss
@@ -38,6 +39,8 @@ class MethodContext:
     first_task: Task | None = None  # the task every method learns first (T1 by default)
     eval_split: str = "test"  # where reported scores come from ("valid" while tuning)
     journal: Journal | None = None  # in-task checkpoints of the step being learnt (set by the runner)
+    t1_cache: Path | None = None  # the shared T1 cache's folder; None: off (train in every run)
+    on_t1: Callable[[str, dict], None] | None = None  # told each T1 model's cache key and hit
     _pretrained: dict[str, dict] = field(default_factory=dict, repr=False)
 
     def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
@@ -81,7 +84,9 @@ class MethodContext:
 
         The papers start SinMoAll, FineSmax, FineAll, PeterRec and MTL from the same T1
         model; sharing it makes their T1 column identical and saves the largest training
-        cost. It is trained under a fixed seed and cached on disk for resumed runs.
+        cost. It is trained under a fixed seed and taken from the T1 cache shared by runs
+        and processes (bench/engine/t1cache.py); with that cache off, it is kept in the run's
+        folder for resumed runs.
         A method whose paper uses another block (Conure: pre-LN, conv biases fixed at 0)
         passes its `backbone`; each distinct backbone is trained once.
         """
@@ -90,28 +95,66 @@ class MethodContext:
         key = _file_key(task.name) + _backbone_suffix(backbone, self.backbone)
         if key not in self._pretrained:
             path = self.cache_dir / f"pretrained-{key}.pt" if self.cache_dir else None
-            if path is not None and path.exists():
-                self._pretrained[key] = torch.load(path, map_location=self.device, weights_only=False)
-            else:
-                # its own in-task checkpoints, whichever method's step asks for it first
-                journal = (Journal(path.with_suffix(".fit.pt"), scope(key, self.train), distributed.is_main())
-                           if path else None)
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(self.seed)
-                    encoder = NextItNet(self.n_items, backbone).to(self.device)
-                    head = make_head(task, encoder).to(self.device)
-                    log = dataclasses.replace(self, journal=journal).fit_model(
-                        task, encoder, head, description=f"pretrain {task.name}")
-                entry = {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
-                if path is not None and distributed.is_main():  # every rank trained it; one writes
-                    write_torch(path, entry)
-                if journal is not None:
-                    journal.drop()
+            entry = None
+            if path is not None and path.exists():  # a resumed run (older runs, or the cache off)
+                entry = t1cache.load_model_file(path, self.device)
+            if entry is not None:
                 self._pretrained[key] = entry
+            else:
+                self._pretrained[key] = self.first_model_entry(
+                    f"pretrained {key}" if key else "pretrained", "t1", task, backbone, {},
+                    lambda: self._train_pretrained(task, backbone))
+                if path is not None and self.t1_cache is None and distributed.is_main():
+                    write_torch(path, self._pretrained[key])  # every rank trained it; one writes
         encoder = NextItNet(self.n_items, backbone).to(self.device)
         head = make_head(task, encoder).to(self.device)
         nn.ModuleList([encoder, head]).load_state_dict(copy.deepcopy(self._pretrained[key]["model"]))
         return encoder, head
+
+    def _train_pretrained(self, task: Task, backbone: BackboneConfig) -> dict:
+        """Train the shared T1 model under the run's seed; the global RNG (CUDA's too) is left
+        as it was, so loading the model from the T1 cache instead changes nothing after it."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed)
+            encoder = NextItNet(self.n_items, backbone).to(self.device)
+            head = make_head(task, encoder).to(self.device)
+            log = self.fit_model(task, encoder, head, description=f"pretrain {task.name}")
+        return {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
+
+    def first_model_entry(self, name: str, kind: str, task: Task, backbone: BackboneConfig, extra: dict,
+                          train: Callable[[], dict], code: tuple[str, ...] = ()) -> dict:
+        """`train()`'s entry (a dict with the trained "model" state), from the T1 cache when one
+        with the same key is there (bench/engine/t1cache.py); the key and whether it was found
+        go to `on_t1` (the run's environment.json)."""
+        cache_key, meta = t1cache.entry_key(kind, task, self.n_items, backbone, self.train_for(task),
+                                            self.seed, self.device, extra, code)
+        train = self._journaled(train, f"{kind}-{cache_key[:16]}")
+        if self.t1_cache is None:
+            entry, outcome = train(), t1cache.Outcome(cache_key, False, None)
+        else:
+            entry, outcome = t1cache.T1Cache(self.t1_cache).load_or_train(cache_key, meta, self.device, train)
+        if self.on_t1 is not None:
+            self.on_t1(name, outcome.record())
+        return entry
+
+
+    def _journaled(self, train: Callable[[], dict], name: str) -> Callable[[], dict]:
+        """`train` with in-task checkpoints of its own (the run's cache folder), not the step's:
+        a T1 model found in the T1 cache skips its training, so it must not take a call number
+        of the step's journal (bench/engine/checkpoints.py)."""
+        def journaled() -> dict:
+            journal = (Journal(self.cache_dir / f"{name}.fit.pt", scope(name, self.train), distributed.is_main())
+                       if self.cache_dir is not None else None)
+            step_journal, self.journal = self.journal, journal
+            try:
+                entry = train()
+            finally:
+                self.journal = step_journal
+            if journal is not None:
+                journal.drop()
+            return entry
+        return journaled
 
 
 def _backbone_suffix(backbone: BackboneConfig, run_backbone: BackboneConfig) -> str:

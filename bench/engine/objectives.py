@@ -15,7 +15,8 @@ from torch import nn
 from bench.engine.backbone import TiedItemHead
 from bench.errors import BenchError
 
-from bench.engine.softmax import chunked_cross_entropy, log_uniform_probabilities, sampled_cross_entropy
+from bench.engine.softmax import (IGNORE, chunked_cross_entropy, exact_loss_path, fused_cross_entropy,
+                                  log_uniform_probabilities, sampled_cross_entropy)
 from bench.engine.tasks import Task, TaskKind
 
 
@@ -90,10 +91,13 @@ def training_loss(task: Task, hidden: torch.Tensor, head, inputs: torch.Tensor, 
     """
     if task.kind is TaskKind.NEXT_ITEM:
         next_items = inputs[:, 1:].masked_fill(inputs[:, :-1] == 0, 0).flatten()
-        rows = (next_items != 0).nonzero().squeeze(1)
-        states, next_items = hidden[:, :-1].flatten(0, 1)[rows], next_items[rows]
         weight, bias = head_parameters(head)
         settings = _SETTINGS.get()
+        if settings.loss == "full" and exact_loss_path(hidden.device).startswith("fused"):
+            return fused_cross_entropy(hidden[:, :-1].flatten(0, 1), weight, bias,
+                                       next_items.masked_fill(next_items == 0, IGNORE))  # no host sync
+        rows = (next_items != 0).nonzero().squeeze(1)
+        states, next_items = hidden[:, :-1].flatten(0, 1)[rows], next_items[rows]
         if settings.loss == "sampled":
             negatives = settings.negatives or max(1, int(0.2 * len(weight)))
             return sampled_cross_entropy(states, weight, bias, next_items,

@@ -6,11 +6,20 @@ computes the logits a few rows at a time and turns each chunk straight into its 
 the gradients, so memory is one chunk of logits. `sampled_cross_entropy` is the sampled
 softmax of Conure's released code (`tf.nn.sampled_softmax_loss` in generator_prune_t1.py):
 shared negatives per batch, logQ correction, accidental hits removed.
+
+On CUDA the exact loss dispatches to `fused_cross_entropy`: liger-kernel's fused linear
+cross-entropy (Triton; the `gpu` extra), bf16 inputs with fp32 logits and fp32 gradient
+accumulation, padding positions passed as `IGNORE` instead of being gathered out (which
+needs a host sync each step). The chunked loss stays the CPU path and the reference
+(tests/test_gpu.py); `exact_loss_path` says which one runs, and the run records it.
+BENCH_FUSED_LOSS=off keeps the chunked loss on CUDA too.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -108,3 +117,64 @@ def sampled_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torc
     sampled_logits = sampled_logits.masked_fill(sampled[None, :] == targets[:, None], float("-inf"))
     logits = torch.cat([true_logits[:, None], sampled_logits], dim=1).float()
     return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+IGNORE = -100  # target of a padding position on the fused path (liger's ignore_index)
+_FUSED: dict[str, object] = {}  # the loaded kernel, or the reason there is none
+
+
+def _fused_kernel():
+    """liger-kernel's fused loss module (fp32 gradient accumulation where it offers it), or a
+    string saying why there is none; tried once per process."""
+    if "kernel" not in _FUSED:
+        try:
+            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+        except Exception as error:  # noqa: BLE001 - missing, or no Triton for this torch
+            _FUSED["kernel"] = f"liger-kernel not importable ({type(error).__name__})"
+        else:
+            try:
+                _FUSED["kernel"] = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="mean",
+                                                                    accum_dtype=torch.float32)
+            except TypeError:  # a release before accum_dtype
+                _FUSED["kernel"] = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="mean")
+    return _FUSED["kernel"]
+
+
+def exact_loss_path(device: torch.device) -> str:
+    """Which implementation `train.loss=full` runs on `device`: "fused (liger-kernel X)" or
+    "chunked" (with the reason on CUDA). On CUDA without the package, says so once on stderr."""
+    if device.type != "cuda":
+        return "chunked"
+    if os.environ.get("BENCH_FUSED_LOSS", "").strip().lower() in ("off", "0", "false", "no"):
+        return "chunked (BENCH_FUSED_LOSS=off)"
+    if "path" not in _FUSED:  # asked every step: worked out once
+        _FUSED["path"] = _cuda_path()
+    return _FUSED["path"]
+
+
+def _cuda_path() -> str:
+    kernel = _fused_kernel()
+    if isinstance(kernel, str):
+        if not _FUSED.get("said"):
+            _FUSED["said"] = True
+            print(f"note: {kernel}: the exact loss runs the chunked path on CUDA "
+                  "(pip install 'userrep-bench[gpu]' for the fused kernel)", file=sys.stderr, flush=True)
+        return f"chunked ({kernel})"
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"fused (liger-kernel {version('liger-kernel')})"
+    except PackageNotFoundError:
+        return "fused (liger-kernel)"
+
+
+def fused_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                        targets: torch.Tensor) -> torch.Tensor:
+    """Mean CE of `hidden @ weight.T + bias` over the targets that are not IGNORE, by the fused
+    kernel in bf16 (logits and their gradient never exist as a whole; fp32 inside)."""
+    kernel = _fused_kernel()
+    compute = torch.bfloat16
+    with torch.autocast("cuda", enabled=False):
+        out = kernel(weight.to(compute), hidden.to(compute).contiguous(), targets, bias.to(compute))
+    loss = out[0] if isinstance(out, tuple) else getattr(out, "loss", out)  # releases differ in what they return
+    return loss.float()

@@ -110,12 +110,17 @@ def batches(split_inputs: torch.Tensor, split_targets: torch.Tensor, batch_size:
             generator: torch.Generator | None = None,
             shard: bool = False, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Minibatches in a random order; with `shard`, this rank's stride of them (distributed.py);
-    the first `skip` of them left out (a resumed epoch)."""
+    the first `skip` of them left out (a resumed epoch).
+
+    The order is drawn on the host (the same generator on every device) and sent to the split's
+    device once per pass, from pinned memory without waiting: no step copies or syncs anything."""
     n = len(split_targets)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    if split_inputs.device.type == "cuda":
+        order = order.pin_memory().to(split_inputs.device, non_blocking=True)
     starts = list(range(0, n, batch_size))
     for start in (distributed.shard(starts) if shard else starts)[skip:]:
-        rows = order[start:start + batch_size].to(split_inputs.device)
+        rows = order[start:start + batch_size]
         yield split_inputs[rows].long(), split_targets[rows].long()
 
 
@@ -246,6 +251,7 @@ def fit(
                   disable=not progress, unit="epoch")
     for epoch in epochs:
         state.train()
+        epoch_started = time.perf_counter()
         if loop.index == 0:  # a new epoch; a resumed one draws its shuffle again from `order`
             loop.order, loop.total, loop.skipped = generator.get_state(), torch.zeros((), device=device), 0
         generator.set_state(loop.order)
@@ -282,13 +288,15 @@ def fit(
         loop.index = 0
         state.eval()
         total = distributed.average(loop.total)  # the epoch's loss over all ranks' batches
+        mean_loss = float(total) / max(1, n_batches - loop.skipped)  # a host sync: the train time is exact
+        train_seconds = time.perf_counter() - epoch_started
         if validate is not None:  # one model, several tasks (MTL): no single loss to break ties
             valid, valid_loss = validate(), None
         else:
             valid, valid_loss = validation_score(task, score_fn, device, config)
-        mean_loss = float(total) / max(1, n_batches - loop.skipped)
         log = loop.log
         log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid, "valid_loss": valid_loss,
+                           "seconds": time.perf_counter() - epoch_started, "train_seconds": train_seconds,
                            **({"skipped": loop.skipped} if skip else {})})
         log.skipped_steps += loop.skipped
         epochs.set_postfix(loss=f"{mean_loss:.4f}", valid=f"{valid:.4f}")

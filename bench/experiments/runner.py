@@ -30,7 +30,7 @@ from bench.registry import METHODS, resolve_methods
 from bench.results.store import MethodRecord, RunStore
 from bench.engine.tasks import Dataset, Task
 from bench.engine.context import MethodContext
-from bench.engine import distributed
+from bench.engine import distributed, softmax, t1cache
 from bench.engine.training import enable_tf32, evaluate
 from bench.datasets.base import load_dataset
 
@@ -112,8 +112,11 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
     context = MethodContext(
         n_items=dataset.n_items, backbone=config.backbone, train=config.train, device=device,
         seed=config.seed, cache_dir=store.cache_dir, progress=progress, first_task=tasks[0],
-        eval_split=config.eval_split,
+        eval_split=config.eval_split, t1_cache=t1cache.default_root(),
+        on_t1=lambda name, outcome: store.update_environment("t1_cache", {name: outcome}),
     )
+    store.update_environment("loss", {"next_item": "sampled" if config.train.loss == "sampled"
+                                      else softmax.exact_loss_path(device)})
     records = []
     bar = tqdm(methods, desc="methods", disable=not progress, unit="method")
     for name in bar:

@@ -1,8 +1,8 @@
 """The results store: one directory per run, one sub-directory per method.
 
     results/runs/<run-id>/config.json        the resolved configuration (rerun it with --config)
-    results/runs/<run-id>/environment.json   seed, versions, device, commit
-    results/runs/<run-id>/cache/             the shared T1 model
+    results/runs/<run-id>/environment.json   seed, versions, device, commit; T1 cache keys, loss path
+    results/runs/<run-id>/cache/             the shared T1 model when the T1 cache is off
     results/runs/<run-id>/methods/<M>/result.json   per step: scores of every seen task
     results/runs/<run-id>/methods/<M>/R.csv         the primary-metric matrix R[i][j]
     results/runs/<run-id>/methods/<M>/checkpoint.pt while the method is unfinished (and
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import hashlib
 import json
 import os
@@ -39,9 +38,9 @@ import torch
 
 from bench.config import DEFAULT_ROOT
 from bench.engine import distributed
-from bench.errors import BenchError, WriteError
-from bench.io import (UnreadableFile, load_torch_with_fallback, probe_writable, read_json, remove_with_previous,
-                      write_json, write_text, write_torch_keeping_previous)
+from bench.errors import BenchError
+from bench.io import (UnreadableFile, load_torch_with_fallback, open_lock, probe_writable, read_json,
+                      remove_with_previous, write_json, write_text, write_torch_keeping_previous)
 
 
 
@@ -121,14 +120,8 @@ class RunStore:
             return self  # in a distributed run, rank 0 holds the lock for all ranks
         path = self.directory / ".lock"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise WriteError(path, error) from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle = open_lock(path)
         except BlockingIOError:
-            os.close(handle)
             raise BenchError(f"run '{self.run_id}' is in use by another process (lock {path}); "
                              "wait for it to finish") from None
         self._lock = handle
@@ -202,6 +195,15 @@ class RunStore:
     def environment(self) -> dict:
         path = self.directory / "environment.json"
         return read_json(path) if path.exists() else {}
+
+    def update_environment(self, section: str, values: dict) -> None:
+        """Add what a run learns while it works (its T1 cache keys, the loss path that ran) to
+        environment.json's `section`; rank 0 writes, under the run's lock."""
+        if not distributed.is_main():
+            return
+        environment = self.environment
+        environment[section] = {**environment.get(section, {}), **values}
+        write_json(self.directory / "environment.json", environment)
 
     @property
     def cache_dir(self) -> Path:
