@@ -8,7 +8,8 @@ import pytest
 from bench.cli import COMMANDS, build_parser, main
 
 
-PROGRESS_LINE = re.compile(r"^\[\s*\d+\.\ds\] \w+: ")
+# progress lines that may precede an error: data loading, and the T1 cache's one line per model
+PROGRESS_LINE = re.compile(r"^(\[\s*\d+\.\ds\] \w+: |t1-cache: (training|loaded) )")
 
 
 def run_cli(capsys, *argv):
@@ -114,10 +115,13 @@ def test_dataset_method_defaults_sit_under_the_users_settings(capsys, tmp_path, 
     common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),
               "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
     assert run_cli(capsys, "run", *common, "--run-id", "plain")[0] == 0
-    assert stored_config(tmp_path, "plain")["method_options"] == {"TERACON": {"alpha": 3.0, "smax": 20.0}}
+    # preset (quick: rows) < dataset (alpha, smax) < user
+    assert stored_config(tmp_path, "plain")["method_options"] == {"TERACON": {"alpha": 3.0, "smax": 20.0,
+                                                                              "rows": "expected"}}
     # the user's value wins, whatever case the method name is written in
     assert run_cli(capsys, "run", *common, "--run-id", "mine", "--set", "method_options.teracon.alpha=0.7")[0] == 0
-    assert stored_config(tmp_path, "mine")["method_options"] == {"TERACON": {"alpha": 0.7, "smax": 20.0}}
+    assert stored_config(tmp_path, "mine")["method_options"] == {"TERACON": {"alpha": 0.7, "smax": 20.0,
+                                                                             "rows": "expected"}}
 
 
 def test_settings_for_an_unknown_method_are_an_error(capsys, tmp_path):
