@@ -73,6 +73,13 @@ class TrainConfig:
     # users (instances) of each evaluation; None = all.
     limit_train_batches: int | None = field(default=None, metadata={"min": 1})
     limit_eval_users: int | None = field(default=None, metadata={"min": 1})
+    # The training protocol every method shares (README "Protocol and deviations"):
+    # "harness" selects the epoch on the task's primary metric (MRR@5 / accuracy, ties broken by
+    # validation loss) and trains on every row; "released" does what the released TERACON
+    # scripts do: select on validation hit@1 with a strict `>` (the first epoch always counts),
+    # drop the partial last batch (utils.py getBatch: `while end_inx < len(data)`) and anneal
+    # with the batch index over n/batch (train_teracon.py L178-180).
+    protocol: Literal["harness", "released"] = "harness"
 
     def for_task(self, first: bool) -> "TrainConfig":
         """The settings one task trains with: `first_task` overrides apply to the first task only."""

@@ -130,13 +130,17 @@ def validation_score(task: Task, score_fn: ScoreFn, device: torch.device,
     """The validation split's primary metric and mean cross-entropy (the selection tie-break),
     from one pass over it."""
     sums, loss = metric_sums(task), torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.float64, device=device)
     for scores, y in scored_batches(task, task.valid, score_fn, device, config.eval_batch_size,
                                     config.limit_eval_users, config.precision):
         sums.add(scores, y)
         loss += F.cross_entropy(scores, y, reduction="sum").double()
+        hits += (scores.argmax(dim=1) == y).sum()
     total, count = sums.result()  # rows are sharded across ranks: add up sums, loss and count
-    reduced, count = distributed.reduce_sums(torch.cat([total.to(loss), loss.reshape(1)]), count)
-    return sums.metrics(reduced[:-1], count)[task.primary_metric], float(reduced[-1]) / max(count, 1)
+    reduced, count = distributed.reduce_sums(torch.cat([total.to(loss), loss.reshape(1), hits.reshape(1)]), count)
+    if config.protocol == "released":  # hit@1 and a strict `>`, no tie-break (train_teracon.py L333)
+        return float(reduced[-1]) / max(count, 1), None
+    return sums.metrics(reduced[:-2], count)[task.primary_metric], float(reduced[-2]) / max(count, 1)
 
 
 def improves(valid: float, loss: float | None, best_valid: float, best_loss: float | None) -> bool:
@@ -173,7 +177,8 @@ def fit(
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
     inputs, targets = as_tensors(task.train, device, widen=False)
-    n_batches = max(1, int(np.ceil(np.ceil(len(targets) / config.batch_size) / distributed.world_size())))
+    full_only = config.protocol == "released"  # getBatch: `while end_inx < len(data)` drops the rest
+    n_batches = max(1, int(np.ceil((np.ceil(len(targets) / config.batch_size) - full_only) / distributed.world_size())))
     if config.limit_train_batches is not None:
         n_batches = min(n_batches, config.limit_train_batches)
     settings = LossSettings(config.loss, config.negatives, config.sampler, config.loss_chunk_rows)
@@ -189,7 +194,8 @@ def fit(
             if index == n_batches:
                 break
             if hooks.on_batch_start:
-                hooks.on_batch_start(index / max(1, n_batches - 1))
+                hooks.on_batch_start(index * config.batch_size / len(targets) if full_only
+                                     else index / max(1, n_batches - 1))
             optimizer.zero_grad(set_to_none=True)
             with loss_settings(settings), autocast(device, config.precision):
                 loss = loss_fn(x, y)
