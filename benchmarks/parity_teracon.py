@@ -175,6 +175,10 @@ def harness_command(data_dir: Path, root: Path, seed: int, epochs: int, d: int, 
     return [sys.executable, "-m", "bench", "run", "--dataset", "ttl", "--data-dir", str(data_dir),
             "--preset", "paper", "--methods", "TERACON", "--seed", str(seed), "--epochs", str(epochs),
             "--set", f"backbone.embedding_dim={d}", "--set", f"backbone.dilations={json.dumps(dilations)}",
+            # the paper preset's TERACON lr/batch given run-wide (the same values), so the run
+            # does not first train the shared T1 model that only the baselines use
+            "--set", "train.lr=0.001", "--set", "train.batch_size=1024",
+            "--set", "train.first_task.lr=0.001", "--set", "train.first_task.batch_size=32",
             "--set", f"dataset_options.seed={seed}", "--set", f"dataset_options.cache_dir={root.parent.parent / 'cache'}",
             "--results", str(root), "--run-id", "run", "--quiet", *extra]
 

@@ -101,3 +101,21 @@ def test_released_protocol_selects_on_hit_at_1_with_a_strict_improvement():
     worse[0, (y[0] + 1) % 3] = 1.0  # one row wrong at epoch 1: epoch 2 (all right) wins
     _, released, _ = _recording_fit("released", n, 6, [worse, second])
     assert released.best_epoch == 2 and released.epochs[0]["valid"] == pytest.approx(5 / 6)
+
+
+def test_released_protocol_validates_on_the_full_batches_of_a_fresh_shuffle():
+    """train_task1.py validates on 512-row batches, train_teracon.py on training-size ones, both
+    through getBatch: 1200 rows give 1024 (T1), 2400 rows at batch 1024 give 2048."""
+    from bench.engine.training import released_validation_rows
+
+    split = TaskSplit(np.arange(1200)[:, None], np.zeros(1200, dtype=np.int64))
+    first = TrainConfig(batch_size=32, eval_batch_size=512, protocol="released")
+    rows, size = released_validation_rows(split, first)
+    assert (len(rows.targets), size) == (1024, 512)
+    again, _ = released_validation_rows(split, first)
+    assert set(rows.inputs[:, 0]) != set(again.inputs[:, 0])  # a new subset every epoch
+    later = TrainConfig(batch_size=1024, eval_batch_size=512, protocol="released")
+    big = TaskSplit(np.arange(2400)[:, None], np.zeros(2400, dtype=np.int64))
+    assert len(released_validation_rows(big, later)[0].targets) == 2048
+    small = TaskSplit(np.arange(600)[:, None], np.zeros(600, dtype=np.int64))
+    assert len(released_validation_rows(small, later)[0].targets) == 600

@@ -131,7 +131,10 @@ def validation_score(task: Task, score_fn: ScoreFn, device: torch.device,
     from one pass over it."""
     sums, loss = metric_sums(task), torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros((), dtype=torch.float64, device=device)
-    for scores, y in scored_batches(task, task.valid, score_fn, device, config.eval_batch_size,
+    split, batch_size = task.valid, config.eval_batch_size
+    if config.protocol == "released":
+        split, batch_size = released_validation_rows(split, config)
+    for scores, y in scored_batches(task, split, score_fn, device, batch_size,
                                     config.limit_eval_users, config.precision):
         sums.add(scores, y)
         loss += F.cross_entropy(scores, y, reduction="sum").double()
@@ -141,6 +144,18 @@ def validation_score(task: Task, score_fn: ScoreFn, device: torch.device,
     if config.protocol == "released":  # hit@1 and a strict `>`, no tie-break (train_teracon.py L333)
         return float(reduced[-1]) / max(count, 1), None
     return sums.metrics(reduced[:-2], count)[task.primary_metric], float(reduced[-2]) / max(count, 1)
+
+
+def released_validation_rows(split: TaskSplit, config: TrainConfig) -> tuple[TaskSplit, int]:
+    """The rows the released scripts validate on: getBatch's full batches of a fresh shuffle
+    (`while end_inx < len(data)`), of 512 rows for T1 (train_task1.py) and of the training batch
+    for later tasks (train_teracon.py), i.e. of max(eval_batch_size, batch_size); every row
+    when that leaves none (the scripts would divide by zero there)."""
+    size = max(config.eval_batch_size, config.batch_size)
+    kept = (math.ceil(len(split) / size) - 1) * size
+    if kept <= 0:
+        return split, config.eval_batch_size
+    return split.subset(torch.randperm(len(split))[:kept].numpy()), size
 
 
 def improves(valid: float, loss: float | None, best_valid: float, best_loss: float | None) -> bool:
