@@ -77,8 +77,9 @@ class TrainConfig:
     # "harness" selects the epoch on the task's primary metric (MRR@5 / accuracy, ties broken by
     # validation loss) and trains on every row; "released" does what the released TERACON
     # scripts do: select on validation hit@1 with a strict `>` (the first epoch always counts),
-    # drop the partial last batch (utils.py getBatch: `while end_inx < len(data)`) and anneal
-    # with the batch index over n/batch (train_teracon.py L178-180).
+    # scored on the full batches of a fresh shuffle of the validation split, drop the partial
+    # last training batch (utils.py getBatch: `while end_inx < len(data)`) and anneal with the
+    # batch index over n/batch (train_teracon.py L178-180).
     protocol: Literal["harness", "released"] = "harness"
 
     def for_task(self, first: bool) -> "TrainConfig":

@@ -4,7 +4,9 @@ Model selection (README "Metrics"): an epoch becomes the best when its validatio
 higher than the best so far, or equal to it with a lower validation loss (cross-entropy of
 the evaluation scores), so a flat metric on a small validation split never strands a head at
 epoch 1 while its loss still falls. Early stopping counts `patience` epochs without a new
-best, and only epochs after `min_epochs`.
+best, and only epochs after `min_epochs`. `train.protocol = "released"` selects, trains and
+anneals as the released TERACON scripts instead (bench/config.py, README "Parity with the
+released code").
 
 Methods differ in *what* they train (which parameters, which loss, which gradient
 surgery); the hooks let them say so without rewriting the loop.
