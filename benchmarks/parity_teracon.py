@@ -288,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         results = list(pool.map(lambda job: job[0](job[1]), jobs))
     released = [r for r in results[:len(seeds)] if r is not None]
     harness = [r for r in results[len(seeds):] if r is not None]
+    ran_with = harness[0].get("command", extra) if harness else extra  # as cached, for --side report
     print(f"parity: {args.users} users, {args.items} items, L={args.seq_len}, d={args.d}, "
-          f"dilations {dilations}, {args.epochs} epochs, seeds {seeds}, harness '{args.label}' {' '.join(extra)}")
+          f"dilations {dilations}, {args.epochs} epochs, seeds {seeds}, harness '{args.label}' {' '.join(ran_with)}")
     print(report(released, harness, args.label))
     return 0
 
