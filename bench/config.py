@@ -80,6 +80,14 @@ class TrainConfig:
     # A step whose loss is not finite: "error" stops the task naming epoch and step; "skip"
     # leaves it out (no update; counted in epochs.json) at the cost of a host sync per step.
     nonfinite: Literal["error", "skip"] = "error"
+    # The training protocol every method shares (README "Protocol and deviations"):
+    # "harness" selects the epoch on the task's primary metric (MRR@5 / accuracy, ties broken by
+    # validation loss) and trains on every row; "released" does what the released TERACON
+    # scripts do: select on validation hit@1 with a strict `>` (the first epoch always counts),
+    # scored on the full batches of a fresh shuffle of the validation split, drop the partial
+    # last training batch (utils.py getBatch: `while end_inx < len(data)`) and anneal with the
+    # batch index over n/batch (train_teracon.py L178-180).
+    protocol: Literal["harness", "released"] = "harness"
 
     def for_task(self, first: bool) -> "TrainConfig":
         """The settings one task trains with: `first_task` overrides apply to the first task only."""

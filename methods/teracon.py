@@ -43,16 +43,29 @@ Variants (rows `TERACON+<name>`, not in the paper or code):
 - `sharedt1` (shared_first_task): task 1 starts from the run's shared T1 model (trained
   unmasked, as the baselines') and is then trained again with its mask.
 
+Initialisation and T1 objective as the code (issue 19: each measured with
+benchmarks/parity_teracon.py, README "Parity with the released code"):
+- heads (`heads="released"`): a separate Linear per task, T1's too, weights N(0, 0.01),
+  bias 0.1 (teracon.py L241-244, generator_hat_other.py L183-185); `heads="harness"` is the
+  harness's make_head (tied T1 softmax, PyTorch's default Linear init).
+- item embedding (`embedding_init="released"`): U(+-sqrt(1/rows)) on every row, the padding
+  row trained like the others (generator_hat_other.py L173-175); LayerNorm eps 1e-8
+  (`norm_eps`, teracon.py L38-40).
+- T1 loss over every position, padding targets included (`t1_padding_loss`, train_task1.py
+  L121-147).
+- next-item tasks take pseudo-labels at the last position of the sequence without its final
+  item, as the code does for task 1 (train_teracon.py L204, L223).
+
 Deviations that remain:
-- task heads are the harness's (tied item softmax for next-item tasks, a linear softmax
-  otherwise; the code: a separate Linear, N(0, 0.01) weights, bias 0.1, generator_hat_other.py);
-  next-item tasks take pseudo-labels at the last position of the sequence without its final
-  item, as the code does for task 1.
-- T1's loss ignores padding targets (train_task1.py trains on them); model selection on the
-  harness's primary metric (MRR@5 / accuracy) where the code selects on hit@1.
+- model selection, partial batches and the annealing's batch count follow the run's protocol
+  (`train.protocol`): the harness's by default (primary metric, every row); `--protocol
+  released` gives the code's (hit@1 with a strict `>`, the partial last batch dropped,
+  s over batch_idx / (n / batch)).
+- evaluation: the harness scores every test row and never ranks the padding item; the code
+  scores full batches only (a random subset of the test split) and leaves item 0 a candidate.
 - batch size, epochs and patience are the run's (`train.*`, `train.first_task.*`); the
   released values are T1 batch 32, 10 epochs (train_task1.py) and later tasks batch 1024,
-  100 epochs, patience 5 (ttl_train.sh, train_teracon.py).
+  100 epochs, patience 5 (ttl_train.sh, train_teracon.py), which `--preset paper` sets.
 """
 
 from __future__ import annotations
@@ -68,7 +81,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.engine.backbone import NextItNet, make_head
-from bench.engine.objectives import evaluation_scores, training_loss
+from bench.engine.objectives import evaluation_scores, head_parameters, training_loss
+from bench.engine.softmax import chunked_cross_entropy
 from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.engine.tasks import Task, TaskKind
@@ -97,6 +111,18 @@ class TERACONOptions:
     # later tasks take the run's lr times `later_lr_scale` from task `later_lr_from` on.
     later_lr_scale: float = field(default=0.1, metadata={"gt": 0})
     later_lr_from: int = field(default=3, metadata={"min": 1})
+    # Initialisation and T1 objective of the released code (issue 19 measured each one):
+    # "released" heads are separate Linear layers, weights N(0, 0.01), bias 0.1, T1's too
+    # (teracon.py L241-244, generator_hat_other.py L183-185); "harness" = make_head (tied T1 head,
+    # PyTorch's default Linear init).
+    heads: Literal["released", "harness"] = "released"
+    # "released": item embedding U(+-sqrt(1/rows)) on every row, the padding row trained like any
+    # other (generator_hat_other.py L173-175); "harness": N(0, 0.02) with a fixed zero padding row.
+    embedding_init: Literal["released", "harness"] = "released"
+    norm_eps: float = field(default=1e-8, metadata={"gt": 0})  # nn.LayerNorm(eps=1e-8), teracon.py L38-40
+    # T1 loss on every position, padding targets included (train_task1.py L121-147); False:
+    # the harness's loss over non-padding targets only.
+    t1_padding_loss: bool = True
 
 
 class RelationMixer(nn.Module):
@@ -135,7 +161,7 @@ class TeraconNet(nn.Module):
 
     def add_task(self, task: Task) -> None:
         """A new task: its embedding and head, and fresh relation mixers for all N tasks."""
-        self._add(task, make_head(task, self.encoder).to(self.encoder.embedding.weight.device))
+        self._add(task, task_head(task, self.encoder, self.options.heads).to(self.encoder.embedding.weight.device))
         n = len(self.task_embeddings)
         self.mixers = nn.ModuleList(RelationMixer(n, self.n_layers) for _ in range(n)).to(
             self.encoder.embedding.weight.device)
@@ -164,6 +190,41 @@ class TeraconNet(nn.Module):
             inputs = inputs[:, :-1]
         hidden, mask = self.hidden(k, s, inputs)
         return self.heads[k](hidden[:, -1]), mask
+
+
+def task_head(task: Task, encoder: nn.Module, kind: str) -> nn.Module:
+    """The task's output layer: the released one (a separate Linear, N(0, 0.01) weights, bias
+    0.1, teracon.py L241-244) or the harness's `make_head`."""
+    if kind == "harness":
+        return make_head(task, encoder)
+    head = nn.Linear(encoder.embedding.embedding_dim, task.output_size)
+    with torch.no_grad():
+        head.weight.normal_(0.0, 0.01)
+        head.bias.fill_(0.1)
+    return head
+
+
+def released_encoder(encoder: NextItNet, options: TERACONOptions) -> NextItNet:
+    """The released backbone's initialisation on a fresh NextItNet: item embedding
+    U(+-sqrt(1/rows)) with a trained padding row (generator_hat_other.py L173-175) and
+    LayerNorm eps `norm_eps` (teracon.py L38-40)."""
+    if options.embedding_init == "released":
+        embedding = encoder.embedding
+        embedding.padding_idx = None
+        bound = (1.0 / embedding.num_embeddings) ** 0.5
+        with torch.no_grad():
+            embedding.weight.uniform_(-bound, bound)
+    for module in encoder.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = options.norm_eps
+    return encoder
+
+
+def padded_next_item_loss(hidden: torch.Tensor, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """train_task1.py's T1 loss: cross-entropy of the next item at every position, padding
+    targets (item 0) included."""
+    weight, bias = head_parameters(head)
+    return chunked_cross_entropy(hidden[:, :-1].flatten(0, 1), weight, bias, inputs[:, 1:].flatten())
 
 
 class _TaskRef:
@@ -268,8 +329,8 @@ class TERACON(ContinualMethod):
         shared T1 model (`shared_first_task`), which T1 then trains again with its mask."""
         if self.options.shared_first_task:
             return context.pretrained(task)
-        encoder = NextItNet(context.n_items, context.backbone).to(context.device)
-        return encoder, make_head(task, encoder).to(context.device)
+        encoder = released_encoder(NextItNet(context.n_items, context.backbone), self.options).to(context.device)
+        return encoder, task_head(task, encoder, self.options.heads).to(context.device)
 
     def _fit(self, task, teacher, context):
         net, options = self.net, self.options
@@ -279,7 +340,10 @@ class TERACON(ContinualMethod):
 
         def loss_fn(x, y):
             hidden, mask = net.hidden(k, annealing.s, x)
-            loss = training_loss(task, hidden, net.heads[k], x, y)
+            if task.kind is TaskKind.NEXT_ITEM and options.t1_padding_loss:
+                loss = padded_next_item_loss(hidden, net.heads[k], x)
+            else:
+                loss = training_loss(task, hidden, net.heads[k], x, y)
             if teacher is None or options.alpha == 0:
                 return loss
             kept, teacher_masks = retention_loss(net, teacher, x, annealing.s, state.ratios,

@@ -163,9 +163,11 @@ def test_smoke_limits_and_precision_are_recorded(capsys, tmp_path):
     common = ["--methods", "dnn", "--epochs", "1", "--device", "cpu", "--quiet", "--results", str(tmp_path),
               "--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20"]
     assert run_cli(capsys, "run", *common, "--run-id", "smoke", "--limit-train-batches", "1",
-                   "--limit-eval-users", "5", "--precision", "bf16", "--set", "train.loss=sampled")[0] == 0
+                   "--limit-eval-users", "5", "--precision", "bf16", "--set", "train.loss=sampled",
+                   "--protocol", "released")[0] == 0
     train = stored_config(tmp_path, "smoke")["train"]
     assert (train["limit_train_batches"], train["limit_eval_users"], train["precision"]) == (1, 5, "bf16")
+    assert train["protocol"] == "released"
     assert train["loss"] == "sampled" and train["sampler"] == "log_uniform"
     code, _, err = run_cli(capsys, "run", *common, "--limit-eval-users", "0")
     assert_one_line_error(code, err, "--limit-eval-users", "positive")

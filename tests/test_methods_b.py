@@ -331,3 +331,62 @@ def test_teracon_sampling_ratio_follows_mask_similarity():
     state.update([masks, 1 - disjoint], disjoint, 6.0, floor=0.25)
     assert state.ratios == [pytest.approx(0.25), pytest.approx(0.5)]
     assert all(len(rows) >= 1 for rows in teracon_module.RetentionState(0.001, 1, "ceil").sample_rows(128, "cpu"))
+
+
+def test_teracon_initialises_heads_embedding_and_norms_as_released(tiny):
+    """Issue 19's main cause: released heads are separate Linear layers, N(0, 0.01), bias 0.1
+    (teracon.py L241-244), T1's too; the item embedding is U(+-sqrt(1/rows)) with a trained
+    padding row and the LayerNorms use eps 1e-8. `heads/embedding_init=harness` keep the old ones."""
+    dataset, tasks, _ = tiny
+    context = make_context(dataset, epochs=1, dim=64)
+    torch.manual_seed(0)
+    method = build("TERACON", context)
+    method.learn(tasks[:2], context)
+    for head, task in zip(method.net.heads, tasks):
+        assert isinstance(head, torch.nn.Linear) and head.out_features == task.output_size
+    fresh = teracon_module.task_head(tasks[2], method.net.encoder, "released")
+    assert fresh.weight.std().item() == pytest.approx(0.01, rel=0.15)
+    assert torch.all(fresh.bias == 0.1)
+    encoder = teracon_module.released_encoder(
+        teracon_module.NextItNet(dataset.n_items, BackboneConfig(embedding_dim=64)), TERACONOptions())
+    weight = encoder.embedding.weight
+    bound = (1 / weight.shape[0]) ** 0.5
+    assert weight.abs().max() <= bound and weight.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.1)
+    assert weight[0].abs().sum() > 0 and encoder.embedding.padding_idx is None
+    assert {m.eps for m in encoder.modules() if isinstance(m, torch.nn.LayerNorm)} == {1e-8}
+    encoder(torch.zeros(2, 4, dtype=torch.long)).sum().backward()
+    assert weight.grad[0].abs().sum() > 0  # the padding row is trained, as in the code
+
+    old = build("TERACON", context, heads="harness", embedding_init="harness", norm_eps=1e-5)
+    old.learn(tasks[:2], context)
+    assert isinstance(old.net.heads[0], teracon_module.make_head(tasks[0], old.net.encoder).__class__)
+    assert old.net.encoder.embedding.padding_idx == 0
+    assert old.net.heads[1].bias.abs().max() < 0.5 and not torch.all(old.net.heads[1].bias == 0.1)
+
+
+def test_teracon_first_task_loss_counts_padding_targets(tiny):
+    """train_task1.py trains on every position, padding targets (item 0) included; the harness's
+    loss skips them (t1_padding_loss=False)."""
+    _, tasks, _ = tiny
+    torch.manual_seed(0)
+    inputs = torch.tensor([[0, 0, 3, 5, 7], [0, 2, 4, 6, 8]])
+    hidden = torch.randn(2, 5, 8)
+    head = torch.nn.Linear(8, 41)
+    padded = teracon_module.padded_next_item_loss(hidden, head, inputs)
+    expected = torch.nn.functional.cross_entropy(head(hidden[:, :-1]).reshape(-1, 41), inputs[:, 1:].reshape(-1))
+    assert padded.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert padded.item() != pytest.approx(training_loss(tasks[0], hidden, head, inputs, None).item(), rel=1e-3)
+    assert TERACONOptions().t1_padding_loss is True
+
+
+def test_teracon_uses_the_padded_loss_on_the_first_task_only_when_set(tiny, monkeypatch):
+    dataset, tasks, _ = tiny
+    calls = []
+    original = teracon_module.padded_next_item_loss
+    monkeypatch.setattr(teracon_module, "padded_next_item_loss",
+                        lambda *args: calls.append(1) or original(*args))
+    for enabled in (True, False):
+        calls.clear()
+        context = make_context(dataset, epochs=1)
+        build("TERACON", context, t1_padding_loss=enabled).learn(tasks[:2], context)
+        assert bool(calls) is enabled

@@ -52,6 +52,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate on the first N users of each split (train.limit_eval_users)")
     parser.add_argument("--precision", choices=["fp32", "bf16"],
                         help="bf16 autocast on CUDA (train.precision; default fp32)")
+    parser.add_argument("--protocol", choices=["harness", "released"],
+                        help="training protocol of every method (train.protocol): harness (default) or "
+                             "released = the released TERACON scripts' (hit@1 selection, full batches only)")
     parser.add_argument("--config", help="JSON or TOML file of settings (see config.json of any run)")
     add_set_argument(parser, "backbone.embedding_dim=32")
     parser.add_argument("--no-t1-cache", action="store_true",
@@ -85,7 +88,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
     }
     data.update({key: value for key, value in shortcuts.items() if value is not None})
     train_shortcuts = {"epochs": args.epochs, "limit_train_batches": args.limit_train_batches,
-                       "limit_eval_users": args.limit_eval_users, "precision": args.precision}
+                       "limit_eval_users": args.limit_eval_users, "precision": args.precision,
+                       "protocol": getattr(args, "protocol", None)}
     for key, value in train_shortcuts.items():
         if value is not None:
             if key.startswith("limit") and value < 1:

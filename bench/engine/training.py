@@ -4,7 +4,9 @@ Model selection (README "Metrics"): an epoch becomes the best when its validatio
 higher than the best so far, or equal to it with a lower validation loss (cross-entropy of
 the evaluation scores), so a flat metric on a small validation split never strands a head at
 epoch 1 while its loss still falls. Early stopping counts `patience` epochs without a new
-best, and only epochs after `min_epochs`.
+best, and only epochs after `min_epochs`. `train.protocol = "released"` selects, trains and
+anneals as the released TERACON scripts instead (bench/config.py, README "Parity with the
+released code").
 
 Divergence is an error, never a score: a non-finite loss stops the task naming its epoch
 and step (kept on the device and looked at every 100 steps, before a checkpoint and at the
@@ -188,13 +190,32 @@ def validation_score(task: Task, score_fn: ScoreFn, device: torch.device,
     """The validation split's primary metric and mean cross-entropy (the selection tie-break),
     from one pass over it."""
     sums, loss = metric_sums(task), torch.zeros((), dtype=torch.float64, device=device)
-    for scores, y in scored_batches(task, task.valid, score_fn, device, config.eval_batch_size,
+    hits = torch.zeros((), dtype=torch.float64, device=device)
+    split, batch_size = task.valid, config.eval_batch_size
+    if config.protocol == "released":
+        split, batch_size = released_validation_rows(split, config)
+    for scores, y in scored_batches(task, split, score_fn, device, batch_size,
                                     config.limit_eval_users, config.precision):
         sums.add(scores, y)
         loss += F.cross_entropy(scores, y, reduction="sum").double()
+        hits += (scores.argmax(dim=1) == y).sum()
     total, count = sums.result()  # rows are sharded across ranks: add up sums, loss and count
-    reduced, count = distributed.reduce_sums(torch.cat([total.to(loss), loss.reshape(1)]), count)
-    return sums.metrics(reduced[:-1], count)[task.primary_metric], float(reduced[-1]) / max(count, 1)
+    reduced, count = distributed.reduce_sums(torch.cat([total.to(loss), loss.reshape(1), hits.reshape(1)]), count)
+    if config.protocol == "released":  # hit@1 and a strict `>`, no tie-break (train_teracon.py L333)
+        return float(reduced[-1]) / max(count, 1), None
+    return sums.metrics(reduced[:-2], count)[task.primary_metric], float(reduced[-2]) / max(count, 1)
+
+
+def released_validation_rows(split: TaskSplit, config: TrainConfig) -> tuple[TaskSplit, int]:
+    """The rows the released scripts validate on: getBatch's full batches of a fresh shuffle
+    (`while end_inx < len(data)`), of 512 rows for T1 (train_task1.py) and of the training batch
+    for later tasks (train_teracon.py), i.e. of max(eval_batch_size, batch_size); every row
+    when that leaves none (the scripts would divide by zero there)."""
+    size = max(config.eval_batch_size, config.batch_size)
+    kept = (math.ceil(len(split) / size) - 1) * size
+    if kept <= 0:
+        return split, config.eval_batch_size
+    return split.subset(torch.randperm(len(split))[:kept].numpy()), size
 
 
 def improves(valid: float, loss: float | None, best_valid: float, best_loss: float | None) -> bool:
@@ -236,7 +257,8 @@ def fit(
     optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
     inputs, targets = as_tensors(task.train, device, widen=False)
-    n_batches = max(1, int(np.ceil(np.ceil(len(targets) / config.batch_size) / distributed.world_size())))
+    full_only = config.protocol == "released"  # getBatch: `while end_inx < len(data)` drops the rest
+    n_batches = max(1, int(np.ceil((np.ceil(len(targets) / config.batch_size) - full_only) / distributed.world_size())))
     if config.limit_train_batches is not None:
         n_batches = min(n_batches, config.limit_train_batches)
     settings = LossSettings(config.loss, config.negatives, config.sampler, config.loss_chunk_rows)
@@ -261,7 +283,8 @@ def fit(
             if index == n_batches:
                 break
             if hooks.on_batch_start:
-                hooks.on_batch_start(index / max(1, n_batches - 1))
+                hooks.on_batch_start(index * config.batch_size / len(targets) if full_only
+                                     else index / max(1, n_batches - 1))
             optimizer.zero_grad(set_to_none=True)
             with loss_settings(settings), autocast(device, config.precision):
                 loss = loss_fn(x, y)
