@@ -47,7 +47,7 @@ benchmarks/parity_teracon.py, README "Parity with the released code"):
   row trained like the others (generator_hat_other.py L163-165); LayerNorm eps 1e-8
   (`norm_eps`, teracon.py L38-40).
 - T1 loss over every position, padding targets included (`t1_padding_loss`, train_task1.py
-  L121-147).
+  L126, L150).
 - next-item tasks take pseudo-labels at the last position of the sequence without its final
   item, as the code does for task 1 (train_teracon.py L204, L223).
 
