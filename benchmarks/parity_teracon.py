@@ -38,8 +38,10 @@ Then it prints, per side, the diagonal and the final row (mean ± std over the s
 for T1-T3, accuracy for T4-T6), the per-task difference of the means and whether it is
 within max(0.02, sqrt(std_released^2 + std_harness^2)) (issue 19's criterion).
 
-Sizes: one seed at 24,000 users takes about 6 min (released) and 5 min (harness) of one
-2-core CPU's thread here; --jobs N runs N seeds at once.
+Sizes: one seed at 24,000 users took 8-13 min (released) and 8-10 min (harness) on one thread
+of the shared 2-core CPU here; --jobs N runs N seeds at once. Below about 20,500 users a class
+task's validation split is smaller than one 1024-row batch and the released scripts divide by
+zero (getBatch yields no batch).
 """
 
 from __future__ import annotations

@@ -49,10 +49,10 @@ benchmarks/parity_teracon.py, README "Parity with the released code"):
   bias 0.1 (teracon.py L241-244, generator_hat_other.py L183-185); `heads="harness"` is the
   harness's make_head (tied T1 softmax, PyTorch's default Linear init).
 - item embedding (`embedding_init="released"`): U(+-sqrt(1/rows)) on every row, the padding
-  row trained like the others (generator_hat_other.py L173-175); LayerNorm eps 1e-8
+  row trained like the others (generator_hat_other.py L163-165); LayerNorm eps 1e-8
   (`norm_eps`, teracon.py L38-40).
 - T1 loss over every position, padding targets included (`t1_padding_loss`, train_task1.py
-  L121-147).
+  L126, L150).
 - next-item tasks take pseudo-labels at the last position of the sequence without its final
   item, as the code does for task 1 (train_teracon.py L204, L223).
 
@@ -117,10 +117,10 @@ class TERACONOptions:
     # PyTorch's default Linear init).
     heads: Literal["released", "harness"] = "released"
     # "released": item embedding U(+-sqrt(1/rows)) on every row, the padding row trained like any
-    # other (generator_hat_other.py L173-175); "harness": N(0, 0.02) with a fixed zero padding row.
+    # other (generator_hat_other.py L163-165); "harness": N(0, 0.02) with a fixed zero padding row.
     embedding_init: Literal["released", "harness"] = "released"
     norm_eps: float = field(default=1e-8, metadata={"gt": 0})  # nn.LayerNorm(eps=1e-8), teracon.py L38-40
-    # T1 loss on every position, padding targets included (train_task1.py L121-147); False:
+    # T1 loss on every position, padding targets included (train_task1.py L126, L150); False:
     # the harness's loss over non-padding targets only.
     t1_padding_loss: bool = True
 
@@ -206,7 +206,7 @@ def task_head(task: Task, encoder: nn.Module, kind: str) -> nn.Module:
 
 def released_encoder(encoder: NextItNet, options: TERACONOptions) -> NextItNet:
     """The released backbone's initialisation on a fresh NextItNet: item embedding
-    U(+-sqrt(1/rows)) with a trained padding row (generator_hat_other.py L173-175) and
+    U(+-sqrt(1/rows)) with a trained padding row (generator_hat_other.py L163-165) and
     LayerNorm eps `norm_eps` (teracon.py L38-40)."""
     if options.embedding_init == "released":
         embedding = encoder.embedding
@@ -222,7 +222,7 @@ def released_encoder(encoder: NextItNet, options: TERACONOptions) -> NextItNet:
 
 def padded_next_item_loss(hidden: torch.Tensor, head: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """train_task1.py's T1 loss: cross-entropy of the next item at every position, padding
-    targets (item 0) included."""
+    targets (item 0) included (always the full softmax, whatever train.loss says)."""
     weight, bias = head_parameters(head)
     return chunked_cross_entropy(hidden[:, :-1].flatten(0, 1), weight, bias, inputs[:, 1:].flatten())
 
