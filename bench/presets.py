@@ -30,7 +30,8 @@ QUICK_DATASETS = ("synthetic",)  # datasets whose default preset is `quick`
 PRESET_SUMMARY = {
     "paper": "the released scripts' settings (d=256, dilations [1,4]x4, T1 batch 32 / lr 1e-3 / 10 epochs, "
              "later tasks batch 1024 / lr 1e-4 / 100 epochs, patience 5; per-method values in bench/presets.py)",
-    "quick": "small and fast, NOT the papers' (d=64, dilations [1,4], batch 128, lr 1e-3, 10 epochs, patience 3)",
+    "quick": "small and fast, NOT the papers' (d=64, dilations [1,4], batch 128, lr 1e-3, 10 epochs, patience 3; "
+             "TERACON's retention rows stochastically rounded, as int() keeps none of 128)",
 }
 
 

@@ -74,9 +74,11 @@ def test_unknown_preset_is_a_clear_error():
         build_run_config({"preset": "fast"})
 
 
-def test_cli_records_the_preset(tmp_path):
+def test_cli_records_the_preset(tmp_path, capsys):
     results = tmp_path / "r"
     assert main(["run", "--methods", "FineSmax", "--epochs", "1", "--set", "dataset_options.n_users=120",
                  "--preset", "quick", "--results", str(results), "--run-id", "p", "--quiet", "--no-matrices"]) == 0
+    # a newcomer's first table says it is not the papers' setting, and what the preset changes
+    assert "preset quick: small and fast, NOT the papers'" in capsys.readouterr().err
     config = json.loads((results / "runs" / "p" / "config.json").read_text())
     assert config["preset"] == "quick" and config["train"]["min_epochs"] == 2

@@ -77,6 +77,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench.config import build_run_config
     from bench.experiments.runner import preflight, resolve_order, run
     from bench.results.store import RunStore
+    from bench.presets import PRESET_SUMMARY
     from bench.results.tables import render_run
 
     if args.resume:
@@ -93,6 +94,7 @@ def execute(args: argparse.Namespace) -> int:
     main = distributed.is_main()
     if main:
         print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
+        print(f"preset {config.preset}: {PRESET_SUMMARY[config.preset]}", file=sys.stderr)
     try:
         records = run(config, store, progress=show_progress(args), on_step=_step_lines(args))
     except KeyboardInterrupt:
