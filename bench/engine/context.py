@@ -138,7 +138,6 @@ class MethodContext:
             self.on_t1(name, outcome.record())
         return entry
 
-
     def _journaled(self, train: Callable[[], dict], name: str) -> Callable[[], dict]:
         """`train` with in-task checkpoints of its own (the run's cache folder), not the step's:
         a T1 model found in the T1 cache skips its training, so it must not take a call number
