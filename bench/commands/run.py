@@ -93,8 +93,8 @@ def execute(args: argparse.Namespace) -> int:
         store = RunStore.create(config.to_dict(), args.results, args.run_id)
     main = distributed.is_main()
     if main:
-        print(f"run {store.run_id} -> {store.directory}", file=sys.stderr)
-        print(f"preset {config.preset}: {PRESET_SUMMARY[config.preset]}", file=sys.stderr)
+        print(f"run {store.run_id} -> {store.directory} (preset {config.preset}: {PRESET_SUMMARY[config.preset]})",
+              file=sys.stderr)
     try:
         records = run(config, store, progress=show_progress(args), on_step=_step_lines(args))
     except KeyboardInterrupt:
