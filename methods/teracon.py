@@ -86,7 +86,7 @@ from bench.engine.softmax import chunked_cross_entropy
 from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.engine.tasks import Task, TaskKind
-from bench.engine import t1cache
+from bench.engine import checkpoints, t1cache
 from bench.engine.training import FitLog, TrainHooks
 from bench.methods import _gates
 from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
@@ -316,12 +316,12 @@ class TERACON(ContinualMethod):
 
         def train() -> dict:
             log = self._fit(task, None, context)
-            return {"model": self.net.state_dict(), "log": dataclasses.asdict(log), "rng": t1cache.rng_states()}
+            return {"model": self.net.state_dict(), "log": dataclasses.asdict(log), "rng": checkpoints.rng_states()}
 
         entry = context.first_model_entry("TERACON T1", "teracon", task, context.backbone, extra, train,
                                           code=(__file__, _gates.__file__))
         self.net.load_state_dict(entry["model"])
-        t1cache.restore_rng(entry["rng"])
+        checkpoints.set_rng_states(entry["rng"])
         self.record(FitLog(**entry["log"]))
 
     def _first_model(self, task, context):

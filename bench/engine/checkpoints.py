@@ -41,14 +41,17 @@ def scope(name: str, settings: Any) -> str:
 
 
 def rng_states() -> dict[str, Any]:
+    """The global RNG states: CPU, and CUDA's where it is in use (also what a cached T1 model
+    restores, bench/engine/t1cache.py)."""
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     return {"cpu": torch.get_rng_state(), "cuda": cuda}
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["cpu"])
+    """Restore `rng_states()`; the states may have been loaded onto a GPU (map_location)."""
+    torch.set_rng_state(states["cpu"].cpu())
     if states.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 class Journal:

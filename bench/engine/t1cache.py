@@ -98,20 +98,6 @@ def rng_digest() -> str:
     return array_digest(*states)
 
 
-def rng_states() -> dict:
-    """The global RNG states (CPU, and CUDA's where used) that a cached training ended with."""
-    states = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def restore_rng(states: dict) -> None:
-    torch.set_rng_state(states["cpu"].cpu())
-    if "cuda" in states:
-        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
-
-
 def entry_key(kind: str, task, n_items: int, backbone, train, seed: int, device: torch.device,
               extra: dict | None = None, code: tuple[str, ...] = ()) -> tuple[str, dict]:
     """The entry's name and the settings it hashes (kept in the entry for a reader)."""
