@@ -88,9 +88,14 @@ def test_other_commands_check_their_names_first(flags, capsys, tmp_path):
 
 
 def test_publish_dot_dot_force_deletes_nothing(results_root, capsys):
-    _finished_run(results_root, "a")
+    import shutil
+
+    run_a = _finished_run(results_root, "a")
     _finished_run(results_root, "b")
     leaderboard.publish(results_root, "b")
+    # a run in the results root itself, as `run --run-id ..` of the old code wrote it
+    shutil.copyfile(run_a.directory / "config.json", results_root / "config.json")
+    shutil.copytree(run_a.directory / "methods", results_root / "methods")
     before = _tree(results_root)
     code, _, err = run_cli(capsys, "leaderboard", "--publish", "..", "--force", "--results", str(results_root))
     assert_one_line_error(code, err, "no run '..'")
@@ -119,13 +124,13 @@ def test_publish_force_is_a_copy_then_rename_that_keeps_the_old_copy_on_failure(
 
     with monkeypatch.context() as patch:
         patch.setattr(leaderboard.shutil, "copyfile", broken)
-        with pytest.raises(OSError):
+        with pytest.raises(BenchError, match="cannot write .*published/a: No space left on device"):
             leaderboard.publish(results_root, "a", force=True)
     assert (target / "kept-until-replaced").read_text() == "old", "a failed copy leaves the old one whole"
     assert leaderboard.publish(results_root, "a", force=True) == target
     assert not (target / "kept-until-replaced").exists() and (target / "methods" / "SinMo" / "result.json").exists()
     published = results_root / leaderboard.PUBLISHED
-    assert sorted(p.name for p in published.iterdir() if not p.name.endswith(".lock")) == ["a"], \
+    assert sorted(p.name for p in published.iterdir() if not p.name == ".locks") == ["a"], \
         "no temporary folder left behind"
     assert [group.run_ids["SinMo"] for group in leaderboard.gather(published)] == [["a"]]
 
@@ -210,16 +215,16 @@ def test_overlapping_publishes_wait_for_each_other_instead_of_failing(results_ro
     second[0].join()
     assert outcomes == [first], outcomes
     assert (first / "methods" / "SinMo" / "result.json").exists()
-    assert sorted(p.name for p in first.parent.iterdir()) == [".a.lock", "a"]
+    assert sorted(p.name for p in first.parent.iterdir()) == [".locks", "a"]
 
 
 def test_a_publisher_held_up_too_long_is_told_who_holds_the_lock(results_root, monkeypatch):
     _finished_run(results_root, "a")
-    lock = results_root / leaderboard.PUBLISHED / ".a.lock"
+    lock = results_root / leaderboard.PUBLISHED / ".locks" / "a.lock"
     handle = open_lock(lock)
     try:
         os.write(handle, b"pid 4242\n")
-        monkeypatch.setattr(leaderboard, "PUBLISH_WAIT_SECONDS", 0)
+        monkeypatch.setattr(leaderboard, "PUBLISH_WAIT_SECONDS", 0, raising=False)
         with pytest.raises(BenchError, match=r"being published by another process \(pid 4242; lock "):
             leaderboard.publish(results_root, "a")
     finally:

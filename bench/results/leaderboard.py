@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.results.aggregate import TASK_COLUMN, formatted, mean_std, run_frame
-from bench.errors import BenchError
+from bench.errors import BenchError, WriteError
 from bench.io import open_lock, write_json
 from bench.registry import METHODS, PAPER_ORDER, VARIANT_SEPARATOR, resolve_methods
 from bench.results.names import is_safe_name, safe_name
@@ -56,7 +56,7 @@ def publish(root: Path, run_id: str, force: bool = False) -> Path:
     The copy is made in a new hidden folder inside published/ and renamed into place, so a
     reader never sees half a run and a failure leaves the old copy as it was; with `force` the
     old copy is first renamed aside, then removed. Nothing else is ever deleted. A lock per
-    published id (published/.<id>.lock) lets one publisher at a time replace it; while it
+    published id (published/.locks/<id>.lock) lets one publisher at a time replace it; while it
     copies it also holds the run's lock, so no process can be working in the run meanwhile."""
     store = RunStore.open(run_id, root)
     name = safe_name(store.run_id, "published id")
@@ -90,8 +90,10 @@ def publish(root: Path, run_id: str, force: bool = False) -> Path:
                     destination.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(store.method_dir(record.method) / "result.json", destination / "result.json")
                 _swap_in(published, name, fresh)
-            except BaseException:
+            except BaseException as error:
                 _remove_inside(published, name, fresh)
+                if isinstance(error, OSError) and not isinstance(error, BenchError):
+                    raise WriteError(target, error) from None  # one error line, the old copy kept
                 raise
         finally:
             store.unlock()
@@ -103,9 +105,10 @@ PUBLISH_WAIT_SECONDS = 60  # a publish copies a few small files; a longer hold i
 
 @contextlib.contextmanager
 def _publish_lock(published: Path, name: str):
-    """Hold published/.<name>.lock (flock, with the holder's pid in it), waiting up to
-    PUBLISH_WAIT_SECONDS for another publisher of the same id, then naming it."""
-    path = published / f".{name}.lock"
+    """Hold published/.locks/<name>.lock (flock, with the holder's pid in it), waiting up to
+    PUBLISH_WAIT_SECONDS for another publisher of the same id, then naming it. The lock files
+    stay (removing a lock file another process waits on would let a third one in)."""
+    path = published / ".locks" / f"{name}.lock"
     deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
     while True:
         try:
