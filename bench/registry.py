@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
 from bench.errors import BenchError
+from bench.results.names import safe_name
 
 T = TypeVar("T")
 
@@ -256,7 +257,8 @@ def resolve_methods(names: list[str]) -> list[str]:
     resolved: list[str] = []
     for name in names:
         expanded = METHODS.names() if name.lower() == "all" else [METHODS.canonical(name)]
-        resolved += [n for n in expanded if n not in resolved]
+        # a row names the run's folder methods/<row>: a plugin's name must be a safe one
+        resolved += [safe_name(n, "method") for n in expanded if n not in resolved]
     bases = list(dict.fromkeys(METHODS.base_name(row) for row in resolved))
     rank = {name: index for index, name in enumerate(PAPER_ORDER)}
 

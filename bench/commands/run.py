@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.commands.common import (add_format_arguments, add_progress_arguments, add_results_argument,
                                    add_settings_arguments, settings_from_args, show_progress, split_list)
 from bench.errors import BenchError
+from bench.results.names import safe_name
 
 NAME = "run"
 HELP = "train methods on a task sequence and print the comparison table and forgetting matrices"
@@ -64,6 +65,8 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.estimate:
         return _estimate(args)
+    if args.run_id is not None:  # a name, not a path: checked before the data is read
+        safe_name(args.run_id, "--run-id")
     # `kill` (SIGTERM, a scheduler's preemption) stops like Ctrl-C: the file being written is
     # finished or removed, and the resume hint is printed. Not under torchrun: its launcher
     # stops the ranks with SIGTERM, and a rank blocked in a collective must end at once.

@@ -13,6 +13,7 @@ import signal
 from bench.commands.common import add_results_argument, add_settings_arguments, settings_from_args, split_list
 from bench.config import parse_scalar
 from bench.errors import BenchError
+from bench.results.names import safe_name
 
 NAME = "tune"
 HELP = "search a method's hyperparameters with Optuna (validation split only; resumable)"
@@ -52,6 +53,8 @@ def execute(args: argparse.Namespace) -> int:
     methods = [args.method] if args.method else resolve_methods(split_list(args.methods))
     if args.study and len(methods) > 1:
         raise BenchError("--study names one study; it cannot be combined with several --methods")
+    if args.study is not None:  # it names files: results/studies/<study>.db and .cache/
+        safe_name(args.study, "--study")
     base = settings_from_args(args)
     tuning.check_base(base)
     base.pop("methods", None)  # the shortcut reads --methods; each study tunes its own method

@@ -126,7 +126,18 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
                                       on_step))
         except DivergenceError as error:
             raise error.of_method(name) from None
+    if distributed.is_main() and all(record.complete for record in records):
+        drop_t1_journals(store)
     return records
+
+
+def drop_t1_journals(store: RunStore) -> None:
+    """The in-task checkpoints of T1 models (cache/<kind>-<key>.fit.pt, bench/engine/context.py)
+    once the run is finished: one left by a kill is never read again when the resumed run
+    finds that T1 model in the T1 cache instead of training it."""
+    if store.cache_dir.is_dir():
+        for path in [*store.cache_dir.glob("*.fit.pt"), *store.cache_dir.glob("*.fit.prev.pt")]:
+            path.unlink(missing_ok=True)
 
 
 def resume_config(store: RunStore, given: dict, override: bool = False) -> RunConfig:
@@ -209,11 +220,13 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         })
         record.variants = extra_rows(name, getattr(method, "variant_scores", {}))
         if distributed.is_main():  # every rank holds the same model and scores; rank 0 writes
+            # the logs first: a kill after the checkpoint skips this step on resume, so a log
+            # written after it could be lost for good; a kill before it replays the step
+            write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
             store.save_checkpoint(name, {"method": method, "record": asdict(record),
                                          "rng": torch.get_rng_state()})
             journal.drop()  # the step checkpoint holds it now
             store.save_record(record)
-            write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
         if on_step is not None:
             on_step(name, record)
     record.complete = True

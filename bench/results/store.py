@@ -38,9 +38,10 @@ import torch
 
 from bench.config import DEFAULT_ROOT
 from bench.engine import distributed
-from bench.errors import BenchError
+from bench.errors import BenchError, WriteError
 from bench.io import (UnreadableFile, load_torch_with_fallback, open_lock, probe_writable, read_json,
                       remove_with_previous, write_json, write_text, write_torch_keeping_previous)
+from bench.results.names import is_safe_name, safe_name
 
 
 
@@ -81,20 +82,34 @@ class RunStore:
     @classmethod
     def create(cls, config: dict, root: Path = DEFAULT_ROOT, run_id: str | None = None) -> "RunStore":
         """A new run directory (made under its lock); refused if the run exists already. In a
-        distributed run rank 0 makes it and every rank gets its id (and any error)."""
-        run_id = distributed.broadcast_object(run_id or new_run_id(config))
+        distributed run rank 0 makes it and every rank gets its id (and any error).
+
+        The folder is made with one atomic mkdir: of two processes creating the same id at
+        once exactly one makes it, and the other stops without touching it."""
+        if run_id is not None:
+            safe_name(run_id, "run id")
+        run_id = safe_name(distributed.broadcast_object(run_id or new_run_id(config)), "run id")
         store = cls(Path(root) / "runs" / run_id)
         error = None
         if distributed.is_main():
-            made = not store.directory.exists()
+            made = False
             try:
-                with store.locked():
+                try:
+                    store.directory.parent.mkdir(parents=True, exist_ok=True)
+                    store.directory.mkdir()
+                    made = True
+                except FileExistsError:
                     if (store.directory / "config.json").exists():
-                        raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
+                        raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}") from None
+                    raise BenchError(f"run '{run_id}': {store.directory} exists but holds no run (another process "
+                                     "may be creating it); choose another --run-id") from None
+                except OSError as failure:
+                    raise WriteError(store.directory, failure) from None
+                with store.locked():
                     write_json(store.directory / "config.json", config)
                     write_json(store.directory / "environment.json", environment(config))
             except BaseException as failure:
-                if made:
+                if made:  # only the folder this process made, never another process's run
                     shutil.rmtree(store.directory, ignore_errors=True)
                 if not isinstance(failure, BenchError):
                     raise
@@ -106,9 +121,15 @@ class RunStore:
 
     @classmethod
     def open(cls, run_id: str, root: Path = DEFAULT_ROOT) -> "RunStore":
-        candidates = [Path(run_id), Path(root) / "runs" / run_id]
+        """A stored run: a run id under <root>/runs, or the path of a run's folder. A folder's
+        own name is its id wherever it goes (published/<id>), so it must be a valid id too."""
+        if is_safe_name(run_id):
+            candidates = [Path(run_id), Path(root) / "runs" / run_id]
+        else:
+            candidates = [Path(run_id) if is_safe_name(Path(run_id).name) else Path(run_id).resolve()]
         for directory in candidates:
             if (directory / "config.json").exists():
+                safe_name(directory.name, f"run folder {str(run_id)!r}: its name")
                 return cls(directory)
         raise BenchError(f"no run '{run_id}' under {Path(root) / 'runs'}")
 
@@ -210,7 +231,7 @@ class RunStore:
         return self.directory / "cache"
 
     def method_dir(self, method: str) -> Path:
-        return self.directory / "methods" / method
+        return self.directory / "methods" / safe_name(method, "method row")
 
     # --- per-method records -------------------------------------------------------------------
     def save_record(self, record: MethodRecord) -> None:
