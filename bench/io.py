@@ -87,8 +87,11 @@ def load_tensors(path: Path, map_location: Any = None) -> Any:
     code included, raises `pickle.UnpicklingError` instead of being executed. Every file the
     harness stores with torch.save is read through here (docs/security-loading.md)."""
     import torch
+    from torch.torch_version import TorchVersion
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    # torch.__version__ is a str subclass: T1-cache entries written before issue 22 hold one
+    with torch.serialization.safe_globals([TorchVersion]):
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 #: what a damaged or foreign torch file raises in `load_tensors`

@@ -104,7 +104,7 @@ def entry_key(kind: str, task, n_items: int, backbone, train, seed: int, device:
     meta = {
         "format": FORMAT_VERSION, "kind": kind, "task": task_fingerprint(task), "n_items": n_items,
         "backbone": dataclasses.asdict(backbone), "train": dataclasses.asdict(train), "seed": seed,
-        "device": device.type, "torch": torch.__version__, "world_size": distributed.world_size(),
+        "device": device.type, "torch": str(torch.__version__), "world_size": distributed.world_size(),
         "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32],
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "exact_loss": softmax.exact_loss_path(device) if train.loss == "full" else "sampled",
