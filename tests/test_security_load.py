@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -101,3 +100,157 @@ def test_every_method_resumes_from_a_weights_only_checkpoint_to_the_same_matrix(
 def expected_run(results_root) -> str:
     (run_dir,) = (results_root / "reference" / "runs").iterdir()
     return run_dir.name
+
+
+# ------------------------------------------------- a payload planted in each kind of stored file
+
+def interrupted_run(results_root, method="SinMoAll", steps=1, **train):
+    """A run of `method` stopped right after its `steps`-th step checkpoint (the process died)."""
+    config = tiny([method], **train)
+    store = RunStore.create(config.to_dict(), results_root)
+    with pytest.raises(Stop):
+        run(config, store, progress=False, on_step=stop_after(steps))
+    return config, store
+
+
+def reference_matrix(config, root) -> np.ndarray:
+    (record,) = run(config, RunStore.create(config.to_dict(), root), progress=False)
+    return record.matrix()
+
+
+def assert_one_error_after_the_start_line(code, err, run_id, *fragments):
+    """A checkpoint is read once the run has started: its `run <id> -> ...` line, then one error."""
+    from tests.test_cli import assert_one_line_error
+
+    *announced, last = err.strip().splitlines()
+    assert_one_line_error(code, last, *fragments)
+    assert all(line.startswith(f"run {run_id} -> ") for line in announced), err
+
+
+def test_a_payload_in_both_step_checkpoints_is_refused_with_one_error_line(results_root, tmp_path, capsys):
+    from tests.test_bad_input import cli
+
+    _, store = interrupted_run(results_root)
+    marker = tmp_path / MARKER
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        plant(store.method_dir("SinMoAll") / name, marker)
+    capsys.readouterr()
+    code, _, err = cli(capsys, "run", "--resume", store.run_id, "--results", results_root)
+    assert not marker.exists(), "the planted payload ran"
+    assert_one_error_after_the_start_line(code, err, store.run_id,
+                                          f"{store.method_dir('SinMoAll') / 'checkpoint.pt'}: unreadable checkpoint",
+                                          "holds Python objects", "--run-id")
+
+
+def test_a_payload_in_the_latest_step_checkpoint_falls_back_to_the_previous_one(results_root, tmp_path, capsys):
+    config, store = interrupted_run(results_root / "run", steps=2)
+    marker = tmp_path / MARKER
+    latest = store.method_dir("SinMoAll") / "checkpoint.pt"
+    plant(latest, marker)
+    capsys.readouterr()
+    (resumed,) = run(config, RunStore.open(store.run_id, results_root / "run"), progress=False)
+    err = capsys.readouterr().err
+    assert not marker.exists(), "the planted payload ran"
+    assert f"warning: {latest} is unreadable (it holds Python objects" in err
+    np.testing.assert_array_equal(resumed.matrix(), reference_matrix(config, results_root / "reference"))
+
+
+def test_a_checkpoint_in_the_old_pickled_format_is_refused_saying_how_to_start_again(results_root, capsys):
+    """Before issue 22 a step checkpoint pickled the whole method object: never loaded now."""
+    from bench.engine.context import MethodContext
+    from tests.test_bad_input import cli
+
+    config, store = interrupted_run(results_root)
+    saved = torch.load(store.method_dir("SinMoAll") / "checkpoint.pt", weights_only=True)
+    context = MethodContext(n_items=40, backbone=config.backbone, train=config.train, device=torch.device("cpu"))
+    method = METHODS.get("SinMoAll").build(context)
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        torch.save({"method": method, "record": saved["record"], "rng": saved["rng"]},
+                   store.method_dir("SinMoAll") / name)
+    capsys.readouterr()
+    code, _, err = cli(capsys, "run", "--resume", store.run_id, "--results", results_root)
+    assert_one_error_after_the_start_line(code, err, store.run_id, "unreadable checkpoint", "holds Python objects",
+                                          f"delete {store.method_dir('SinMoAll') / 'checkpoint.pt'}",
+                                          "without --resume")
+
+
+def test_a_payload_in_the_in_task_checkpoints_restarts_the_step_and_never_runs(results_root, tmp_path, capsys,
+                                                                                monkeypatch):
+    config, store = interrupted_run(results_root / "run")
+    marker = tmp_path / MARKER
+    fit = store.fit_checkpoint_path("SinMoAll")
+    for path in (fit, fit.with_name("fit.prev.pt")):
+        plant(path, marker)
+    capsys.readouterr()
+    (resumed,) = run(config, RunStore.open(store.run_id, results_root / "run"), progress=False)
+    err = capsys.readouterr().err
+    assert not marker.exists(), "the planted payload ran"
+    assert f"warning: {fit} is unreadable (it holds Python objects" in err and "this step starts again" in err
+    np.testing.assert_array_equal(resumed.matrix(), reference_matrix(config, results_root / "reference"))
+
+
+def test_a_payload_in_any_journal_file_is_ignored_with_a_warning(tmp_path, capsys):
+    """The T1 models' own in-task checkpoints (cache/<kind>-<key>.fit.pt) are Journals too."""
+    from bench.engine.checkpoints import Journal
+
+    marker, path = tmp_path / MARKER, tmp_path / "cache" / "t1-0123456789abcdef.fit.pt"
+    plant(path, marker)
+    journal = Journal(path, "t1-0123456789abcdef (settings)")
+    assert not marker.exists(), "the planted payload ran"
+    assert journal.done == [] and journal.position is None
+    assert f"warning: {path} is unreadable (it holds Python objects" in capsys.readouterr().err
+
+
+def test_a_payload_in_a_runs_cached_t1_model_is_trained_again(results_root, tmp_path, monkeypatch, capfd):
+    """With the T1 cache off, a run keeps its T1 model in cache/pretrained-*.pt for --resume."""
+    monkeypatch.setenv("BENCH_T1_CACHE", "off")
+    config, store = interrupted_run(results_root / "run", method="FineAll")  # each task copies the T1 model
+    (pretrained,) = store.cache_dir.glob("pretrained*.pt")
+    marker = tmp_path / MARKER
+    plant(pretrained, marker)
+    capfd.readouterr()
+    (resumed,) = run(config, RunStore.open(store.run_id, results_root / "run"), progress=False)
+    err = capfd.readouterr().err
+    assert not marker.exists(), "the planted payload ran"
+    assert f"warning: damaged entry {pretrained} (it holds Python objects" in err
+    assert torch.load(pretrained, weights_only=True)["model"], "trained again and stored as tensors"
+    np.testing.assert_array_equal(resumed.matrix(), reference_matrix(config, results_root / "reference"))
+
+
+def test_a_payload_in_a_shared_t1_cache_entry_with_a_matching_checksum_is_trained_again(
+        results_root, tmp_path, t1_cache_root, capfd):
+    """Who can write an entry's .pt can write its .json: the checksum is no defence, the loader is."""
+    config = tiny(["SinMoAll"])
+    expected = reference_matrix(config, results_root / "first")
+    (entry,) = t1_cache_root.glob("t1-*.pt")
+    marker = tmp_path / MARKER
+    plant(entry, marker)
+    index = entry.with_suffix(".json")
+    index.write_text(json.dumps({**read_json(index), "sha256": file_hash(entry)}))
+    capfd.readouterr()
+    again = reference_matrix(config, results_root / "second")
+    err = capfd.readouterr().err
+    assert not marker.exists(), "the planted payload ran"
+    assert f"warning: damaged entry {entry} (it holds Python objects" in err and "training it again" in err
+    np.testing.assert_array_equal(again, expected)
+    assert torch.load(entry, weights_only=True)["model"], "the entry was trained again and stored as tensors"
+
+
+def test_a_pickled_array_in_the_parsed_data_cache_is_damaged_and_rebuilt(tmp_path, capsys):
+    """The parsed-data cache (datasets/cache.py) is .npz + .json, read with allow_pickle=False."""
+    from tests.test_faults import _entry
+
+    from bench.datasets.cache import load_or_build
+
+    calls: list = []
+    cache, build = _entry(tmp_path, calls)
+    load_or_build(cache, build, "ttl")
+    marker = tmp_path / MARKER
+    payload = np.empty(1, dtype=object)
+    payload[0] = Payload(marker)
+    with open(cache.arrays_path, "wb") as handle:
+        np.savez(handle, sequences=payload, rows_1=np.arange(2))
+    capsys.readouterr()
+    _, _, state = load_or_build(cache, build, "ttl")
+    assert not marker.exists(), "the planted payload ran"
+    assert state == "miss" and f"warning: damaged cache entry {cache.arrays_path}" in capsys.readouterr().err
