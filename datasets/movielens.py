@@ -160,7 +160,7 @@ def derive(data: Ratings, options: MovieLensOptions) -> tuple[dict[str, np.ndarr
 def load_tables(data_dir: Path, options: MovieLensOptions) -> tuple[dict[str, np.ndarray], dict, str]:
     source = detect(data_dir, options.format)
     cache = (ArrayCache(options.cache_dir, cache_key(f"movielens-{source.format}", source.files,
-                                                     options.derivation())) if options.cache else None)
+                                                     options.derivation(), options.cache_dir)) if options.cache else None)
 
     def build():
         note("movielens", f"reading {', '.join(p.name for p in source.files)} ({source.format})")

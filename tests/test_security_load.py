@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -254,3 +255,52 @@ def test_a_pickled_array_in_the_parsed_data_cache_is_damaged_and_rebuilt(tmp_pat
     _, _, state = load_or_build(cache, build, "ttl")
     assert not marker.exists(), "the planted payload ran"
     assert state == "miss" and f"warning: damaged cache entry {cache.arrays_path}" in capsys.readouterr().err
+
+
+# ------------------------------------------------- the parsed-data cache is keyed by the whole content
+
+def _large_file(path, size=3 << 20):
+    path.write_bytes(np.random.default_rng(0).bytes(size))
+    return path
+
+
+def test_an_edit_in_the_middle_of_a_large_file_keeping_size_and_mtime_gives_a_new_key(tmp_path):
+    from bench.datasets.cache import cache_key
+
+    source, root = _large_file(tmp_path / "ratings.dat"), tmp_path / "cache"
+    before = cache_key("ttl", [source], {"kinds": "auto"}, root)
+    stat = source.stat()
+    with open(source, "r+b") as handle:  # one byte in the middle, far from either end's MiB
+        handle.seek(stat.st_size // 2)
+        byte = handle.read(1)
+        handle.seek(stat.st_size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (source.stat().st_size, source.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert cache_key("ttl", [source], {"kinds": "auto"}, root) != before
+
+
+def test_a_files_digest_is_remembered_only_while_it_is_the_same_file_unchanged(tmp_path, monkeypatch):
+    from bench.datasets import cache
+
+    hashed: list = []
+    original = cache.file_hash
+    monkeypatch.setattr(cache, "file_hash", lambda path, algorithm: hashed.append(path) or original(path, algorithm))
+    source, root = _large_file(tmp_path / "ratings.dat"), tmp_path / "cache"
+
+    future = time.time_ns() + 60 * 10**9  # changed "just now" (a timestamp tick may hide the next change)
+    os.utime(source, ns=(future, future))
+    first = cache.content_digest(source, root)
+    assert cache.content_digest(source, root) == first and len(hashed) == 2, "a racy digest is not remembered"
+
+    monkeypatch.setattr(cache, "_RACY_NS", -10**12)  # as if the file had settled long ago
+    hashed.clear()
+    assert cache.content_digest(source, root) == first and cache.content_digest(source, root) == first
+    assert len(hashed) == 1, "hashed once, then remembered"
+    assert list((root / "digests").glob("*.json"))
+
+    _large_file(source, size=(3 << 20) + 1)  # another file now: its identity differs
+    assert cache.content_digest(source, root) != first and len(hashed) == 2
+    (memo,) = (root / "digests").glob("*.json")
+    memo.write_text("{not json")
+    assert cache.content_digest(source, root) == original(source, "sha256") and len(hashed) == 3
