@@ -13,7 +13,9 @@
     results/runs/<run-id>/.lock              held (flock) while a process works in the run
 
 Every file is written atomically, and a method's checkpoint carries its own result record,
-so a run killed at any moment resumes from the last finished step. The lock is an OS file
+so a run killed at any moment resumes from the last finished step. Checkpoints hold tensors
+and plain data only (the method's state_dict, never the pickled object) and are read with
+weights_only=True, so loading one can never run code (docs/security-loading.md). The lock is an OS file
 lock, so a crashed or killed process never leaves it held.
 """
 
