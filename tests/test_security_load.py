@@ -175,6 +175,25 @@ def test_a_checkpoint_in_the_old_pickled_format_is_refused_saying_how_to_start_a
                                           "without --resume")
 
 
+@pytest.mark.parametrize("case", ["no restore", "no format"])
+def test_a_checkpoint_that_does_not_fit_the_rebuilt_method_is_one_error_saying_how_to_start_again(
+        case, results_root, monkeypatch):
+    """A plugin whose structure grows per task but has no `restore`, or a plain-data file of
+    another shape: refused, never loaded half-way."""
+    config, store = interrupted_run(results_root)
+    path = store.method_dir("SinMoAll") / "checkpoint.pt"
+    if case == "no restore":
+        monkeypatch.setattr(METHODS.get("SinMoAll"), "restore", lambda self, learnt, context: None)
+        fragment = "the checkpoint does not fit SinMoAll as built now"
+    else:
+        saved = torch.load(path, weights_only=True)
+        torch.save({"record": saved["record"], "rng": saved["rng"]}, path)
+        fragment = "a checkpoint of another format"
+    with pytest.raises(BenchError) as error:
+        run(config, RunStore.open(store.run_id, results_root), progress=False)
+    assert str(error.value).startswith(f"{path}: {fragment}") and "--run-id" in str(error.value)
+
+
 def test_a_payload_in_the_in_task_checkpoints_restarts_the_step_and_never_runs(results_root, tmp_path, capsys,
                                                                                 monkeypatch):
     config, store = interrupted_run(results_root / "run")

@@ -245,7 +245,7 @@ def resume_method(name: str, checkpoint: dict, tasks: list[Task], context: Metho
     try:
         learnt = [by_name[task] for task in checkpoint["extra"]["learned"]]
         method.resume(learnt, context, checkpoint["state"], checkpoint["extra"])
-    except (KeyError, ValueError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise BenchError(f"{path}: the checkpoint does not fit {name} as built now ({error}); "
                          f"{store.restart_hint(name)}") from None
     torch.set_rng_state(checkpoint["rng"].cpu())
