@@ -12,9 +12,12 @@ docs/security-loading.md), so a file's digest is computed once and remembered un
 (device, inode, size, mtime and ctime, in ns). ctime cannot be set back by a user (utime sets
 it to now), so an edit whose mtime is restored is still seen; a digest taken within a few
 seconds of the file's last change is not remembered (as git's "racy" index entries: a
-timestamp tick may hide a change made right after), so such a file is hashed again next time. The metadata also records the entry's key and array names, so a
-damaged entry (a truncated .npz, a well-formed but foreign .json or .npz) is reported with
-its path and rebuilt, never trusted; a cache folder that takes no writes is said once.
+timestamp tick may hide a change made right after), so such a file is hashed again next time.
+
+The metadata also records the entry's key and array names, so a damaged entry (a truncated
+.npz, a well-formed but foreign .json or .npz; arrays are read with allow_pickle=False) is
+reported with its path and rebuilt, never trusted; a cache folder that takes no writes is
+said once.
 """
 
 from __future__ import annotations

@@ -94,12 +94,12 @@ def test_every_method_resumes_from_a_weights_only_checkpoint_to_the_same_matrix(
     np.testing.assert_array_equal(resumed.matrix(), expected.matrix())
     assert resumed.variants == expected.variants
     assert [s["parameters"] for s in resumed.steps] == [s["parameters"] for s in expected.steps]
-    assert _epoch_logs(store, name) == _epoch_logs(RunStore.open(expected_run(results_root), results_root / "reference"),
-                                                   name)
+    reference = RunStore.open(expected_run(results_root / "reference"), results_root / "reference")
+    assert _epoch_logs(store, name) == _epoch_logs(reference, name)
 
 
-def expected_run(results_root) -> str:
-    (run_dir,) = (results_root / "reference" / "runs").iterdir()
+def expected_run(root) -> str:
+    (run_dir,) = (root / "runs").iterdir()
     return run_dir.name
 
 
