@@ -159,8 +159,9 @@ def derive(data: Ratings, options: MovieLensOptions) -> tuple[dict[str, np.ndarr
 
 def load_tables(data_dir: Path, options: MovieLensOptions) -> tuple[dict[str, np.ndarray], dict, str]:
     source = detect(data_dir, options.format)
-    cache = (ArrayCache(options.cache_dir, cache_key(f"movielens-{source.format}", source.files,
-                                                     options.derivation())) if options.cache else None)
+    key = (cache_key(f"movielens-{source.format}", source.files, options.derivation(), options.cache_dir)
+           if options.cache else None)
+    cache = ArrayCache(options.cache_dir, key) if key is not None else None
 
     def build():
         note("movielens", f"reading {', '.join(p.name for p in source.files)} ({source.format})")

@@ -223,7 +223,8 @@ def load_tables(data_dir: Path, options: TTLOptions) -> tuple[dict[str, np.ndarr
     paths = locate(data_dir, options.files)
     settings = {"files": options.files, "kinds": options.kinds,
                 "require_t1_users": options.require_t1_users}
-    cache = ArrayCache(options.cache_dir, cache_key("ttl", paths, settings)) if options.cache else None
+    cache = (ArrayCache(options.cache_dir, cache_key("ttl", paths, settings, options.cache_dir))
+             if options.cache else None)
     arrays, meta, state = load_or_build(cache, lambda: parse(paths, options), "ttl")
     if state == "miss":
         try:

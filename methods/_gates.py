@@ -3,7 +3,7 @@
 Both methods multiply the output units (channels) of every convolution by a per-task
 mask in [0, 1]. `UnitGate` wraps a block sub-layer and multiplies its output by the mask
 set for the current forward pass; the mask is set by `masked` and always cleared
-afterwards, so no tensor (or autograd graph) is left on the module when it is pickled.
+afterwards, so no tensor (or autograd graph) is left on the module when it is copied.
 """
 
 from __future__ import annotations

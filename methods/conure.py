@@ -60,7 +60,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.engine.backbone import CausalConv1d, make_head
+from bench.engine.backbone import CausalConv1d, NextItNet, make_head
 from bench.errors import BenchError
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
@@ -189,17 +189,34 @@ class Conure(TaskSwitchedMethod):
     def _adopt_first_model(self, task, context) -> nn.Module:
         """A T1 NextItNet with Conure's block (trained once per run and backbone), its convs
         ownership-masked (all owned by T1); per-task norms only with `task_norms`."""
-        backbone = dataclasses.replace(context.backbone, block=self.options.block,
-                                       conv_bias=self.options.conv_bias)
-        encoder, head = context.pretrained(task, backbone)
+        encoder, head = context.pretrained(task, self._backbone(context))
         encoder.requires_grad_(False)  # each phase turns on what it trains (_task_parameters)
+        self._install_ownership(task, encoder)
+        return head
+
+    def _backbone(self, context):
+        return dataclasses.replace(context.backbone, block=self.options.block, conv_bias=self.options.conv_bias)
+
+    def _install_ownership(self, task, encoder) -> None:
         for block in encoder.blocks:
             block.conv1 = OwnedCausalConv1d.from_conv(block.conv1)
             block.conv2 = OwnedCausalConv1d.from_conv(block.conv2)
         if self.options.task_norms:
             make_norms_task_specific(encoder, module_key(task))
         self.encoder = encoder
-        return head
+
+    def restore(self, learnt, context) -> None:
+        """T1's NextItNet with ownership-masked convs, then each later task's head (and norms);
+        the ownership itself is a buffer, loaded with the weights."""
+        if not learnt:
+            return
+        encoder = NextItNet(context.n_items, self._backbone(context)).to(context.device)
+        self.heads[module_key(learnt[0])] = make_head(learnt[0], encoder).to(context.device)
+        self._install_ownership(learnt[0], encoder)
+        for position, task in enumerate(learnt, start=1):
+            self.positions[module_key(task)] = position
+            if position > 1:
+                self.heads[module_key(task)] = self._add_task(task, position, context)
 
     def _add_task(self, task, position: int, context) -> nn.Module:
         """Free weights go to the new task, which also gets a head (and fresh norms with `task_norms`)."""

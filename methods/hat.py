@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bench.engine.backbone import make_head
+from bench.engine.backbone import NextItNet, make_head
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
 from bench.engine.training import TrainHooks
@@ -107,6 +107,19 @@ class HAT(ContinualMethod):
         return self.options.c * (mask * free).sum() / free.sum().clamp(min=1e-8)
 
     # --- learning ----------------------------------------------------------------------
+    def restore(self, learnt, context) -> None:
+        """The gated T1 NextItNet, a^{<t}'s shape, and each learnt task's head and embedding."""
+        if not learnt:
+            return
+        self.encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+        install_gates(self.encoder, gate_conv_outputs=self.options.gate_conv_outputs)
+        self.used = torch.zeros(n_gated_layers(self.encoder), self.encoder.embedding.embedding_dim,
+                                device=context.device)
+        for task in learnt:
+            key = module_key(task)
+            self.heads[key] = make_head(task, self.encoder).to(context.device)
+            self.task_embeddings[key] = nn.Parameter(torch.zeros(self.used.shape, device=context.device))
+
     def learn(self, tasks, context) -> None:
         for task in tasks:
             first = self.encoder is None

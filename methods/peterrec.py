@@ -37,7 +37,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.engine.backbone import CausalConv1d, make_head
+from bench.engine.backbone import CausalConv1d, NextItNet, make_head
 from bench.errors import BenchError
 from bench.engine.objectives import training_loss
 from bench.registry import METHODS
@@ -124,6 +124,9 @@ class PeterRec(TaskSwitchedMethod):
         encoder, head = context.pretrained(task)
         encoder.requires_grad_(False)
         head.requires_grad_(False)
+        self._install_backbone(task, encoder, head)
+
+    def _install_backbone(self, task, encoder, head) -> None:
         key = module_key(task)
         for block in encoder.blocks:
             block.conv1 = PatchedConv(block.conv1, self.options.insertion)
@@ -148,6 +151,18 @@ class PeterRec(TaskSwitchedMethod):
         head = make_head(task, self.encoder).to(context.device)
         self.heads[key] = head
         return params + list(head.parameters())
+
+    def restore(self, learnt, context) -> None:
+        """T1's NextItNet made task-switched, then each later task's patches, norms and head."""
+        if not learnt:
+            return
+        first, *later = learnt
+        encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+        self._install_backbone(first, encoder, make_head(first, encoder).to(context.device))
+        for position, task in enumerate(learnt, start=1):
+            self.positions[module_key(task)] = position
+        for task in later:
+            self._add_task_modules(task, context)
 
     # --- the runner's interface ------------------------------------------------------------
     def learn(self, tasks, context) -> None:

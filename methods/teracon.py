@@ -228,7 +228,7 @@ def padded_next_item_loss(hidden: torch.Tensor, head: nn.Module, inputs: torch.T
 
 
 class _TaskRef:
-    """Name and kind of a task, without its data (the method is pickled)."""
+    """Name and kind of a task, without its data (kept on the model between steps)."""
 
     def __init__(self, task: Task):
         self.name, self.kind = task.name, task.kind
@@ -301,6 +301,22 @@ class TERACON(ContinualMethod):
                 self.net.add_task(task)
                 self.record(self._fit(task, teacher, context))
             self.learned.append(task.name)
+
+    def restore(self, learnt, context) -> None:
+        """T1's gated model (built as `_first_model` builds it, untrained), then each later
+        task's embedding, head and the relation mixers."""
+        if not learnt:
+            return
+        first, *later = learnt
+        if self.options.shared_first_task:
+            encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+            head = make_head(first, encoder).to(context.device)
+        else:
+            encoder, head = self._first_model(first, context)
+        install_gates(encoder, gate_conv_outputs=False)
+        self.net = TeraconNet(encoder, head, first, self.options).to(context.device)
+        for task in later:
+            self.net.add_task(task)
 
     def _learn_first(self, task, context) -> None:
         """Task 1 with its mask, taken from the T1 cache when the same model was trained before

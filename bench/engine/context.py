@@ -27,7 +27,7 @@ from bench.io import write_torch
 
 @dataclass
 class MethodContext:
-    """Everything a method needs from the run, passed to `learn` (never pickled with it)."""
+    """Everything a method needs from the run, passed to `learn` (never stored with it)."""
 
     n_items: int
     backbone: BackboneConfig

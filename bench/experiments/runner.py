@@ -186,8 +186,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         return record
     checkpoint = store.load_checkpoint(name, context.device)
     if checkpoint is not None:
-        method, record = checkpoint["method"], MethodRecord(**checkpoint["record"])
-        torch.set_rng_state(checkpoint["rng"])
+        method, record = resume_method(name, checkpoint, tasks, context, config, store)
     else:
         torch.manual_seed(config.seed)
         method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
@@ -223,8 +222,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
             # the logs first: a kill after the checkpoint skips this step on resume, so a log
             # written after it could be lost for good; a kill before it replays the step
             write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
-            store.save_checkpoint(name, {"method": method, "record": asdict(record),
-                                         "rng": torch.get_rng_state()})
+            store.save_checkpoint(name, checkpoint_payload(method, record))
             journal.drop()  # the step checkpoint holds it now
             store.save_record(record)
         if on_step is not None:
@@ -234,3 +232,34 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         store.save_record(record)
         store.drop_checkpoint(name)
     return record
+
+
+CHECKPOINT_FORMAT = 2  # 1 (before issue 22): the pickled method object, refused on load
+
+
+def checkpoint_payload(method, record: MethodRecord) -> dict:
+    """A step checkpoint: tensors and plain data only (the method's state_dict, its plain
+    between-step state, the record, the RNG state), so that it loads with weights_only=True
+    and loading it can never run code (docs/security-loading.md)."""
+    return {"format": CHECKPOINT_FORMAT, "state": method.state_dict(), "extra": method.checkpoint_state(),
+            "record": asdict(record), "rng": torch.get_rng_state()}
+
+
+def resume_method(name: str, checkpoint: dict, tasks: list[Task], context: MethodContext, config: RunConfig,
+                  store: RunStore):
+    """The method and record of a step checkpoint: the method built from the registry exactly
+    as a new run builds it, its per-task structure re-created for the tasks it had learnt
+    (`ContinualMethod.restore`), then its weights loaded strictly and the RNG state restored."""
+    path = store.method_dir(name) / "checkpoint.pt"
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise BenchError(f"{path}: a checkpoint of another format; {store.restart_hint(name)}")
+    method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
+    by_name = {task.name: task for task in tasks}
+    try:
+        learnt = [by_name[task] for task in checkpoint["extra"]["learned"]]
+        method.resume(learnt, context, checkpoint["state"], checkpoint["extra"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise BenchError(f"{path}: the checkpoint does not fit {name} as built now ({error}); "
+                         f"{store.restart_hint(name)}") from None
+    torch.set_rng_state(checkpoint["rng"].cpu())
+    return method, MethodRecord(**checkpoint["record"])

@@ -13,7 +13,9 @@
     results/runs/<run-id>/.lock              held (flock) while a process works in the run
 
 Every file is written atomically, and a method's checkpoint carries its own result record,
-so a run killed at any moment resumes from the last finished step. The lock is an OS file
+so a run killed at any moment resumes from the last finished step. Checkpoints hold tensors
+and plain data only (the method's state_dict, never the pickled object) and are read with
+weights_only=True, so loading one can never run code (docs/security-loading.md). The lock is an OS file
 lock, so a crashed or killed process never leaves it held.
 """
 
@@ -267,7 +269,15 @@ class RunStore:
             return load_torch_with_fallback(self.method_dir(method_name) / "checkpoint.pt", device)
         except UnreadableFile as error:
             raise BenchError(f"{error.path}: unreadable checkpoint ({error.reason}); "
-                             "delete it to train this method again from its start") from None
+                             f"{self.restart_hint(method_name)}") from None
+
+    def restart_hint(self, method_name: str) -> str:
+        """How to go on from a step checkpoint that cannot be used (damaged, or written in the
+        pickled format of bench before issue 22, which is never loaded since it could run code)."""
+        directory = self.method_dir(method_name)
+        return (f"to train {method_name} again from its start, delete {directory / 'checkpoint.pt'} and "
+                f"{directory / 'checkpoint.prev.pt'} and --resume again, or start a new run "
+                "(without --resume, or with a new --run-id)")
 
     def drop_checkpoint(self, method_name: str) -> None:
         remove_with_previous(self.method_dir(method_name) / "checkpoint.pt")
