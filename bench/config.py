@@ -17,6 +17,8 @@ from bench.errors import BenchError
 
 # Where runs, sweeps and tuning studies are stored unless --results says otherwise.
 DEFAULT_ROOT = Path("results")
+# Every seed: numpy's legacy RandomState (Optuna's samplers) takes 0..2**32-1, torch less than 2**64.
+SEED_BOUNDS = {"min": 0, "max": 2**32 - 1}
 
 
 @dataclass
@@ -107,7 +109,7 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=lambda: ["all"], metadata={"min_len": 1})
     order: list[int] | None = field(default=None, metadata={"min": 1, "min_len": 1})  # 1-based; None = the dataset's order
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     device: str = "auto"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.config import SEED_BOUNDS
 from bench.errors import BenchError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
@@ -50,7 +51,7 @@ class MovieLensOptions:
     split: Literal["reference", "user"] = "reference"  # or "user"; see datasets/splitting.py
     valid_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
     test_fraction: float = field(default=0.15, metadata={"min": 0, "max": 1})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     cache: bool = True
     cache_dir: str | None = None
 

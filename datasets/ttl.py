@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from bench.config import from_dict
+from bench.config import SEED_BOUNDS, from_dict
 from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
@@ -58,7 +58,7 @@ class TTLOptions:
     split: Literal["reference", "user"] = "reference"  # or "user"; see datasets/splitting.py
     valid_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
     test_fraction: float = field(default=0.15, metadata={"min": 0, "max": 1})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     require_t1_users: bool = True
     cache: bool = True
     cache_dir: str | None = None  # default: $BENCH_DATA/cache or ~/.cache/bench/cache

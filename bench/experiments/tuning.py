@@ -312,7 +312,7 @@ def make_objective(settings: TuneSettings):
 
 def make_sampler(settings: TuneSettings, seed_offset: int):
     optuna = _optuna()
-    sampler = optuna.samplers.TPESampler(seed=settings.seed + seed_offset)
+    sampler = optuna.samplers.TPESampler(seed=(settings.seed + seed_offset) % 2**32)  # numpy's range
     if settings.fixed:
         sampler = optuna.samplers.PartialFixedSampler(settings.fixed, sampler)
     return sampler
