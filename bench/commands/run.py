@@ -62,6 +62,8 @@ def config_from_args(args: argparse.Namespace) -> dict:
 def execute(args: argparse.Namespace) -> int:
     from bench.engine import distributed
 
+    if args.fixed_first is not None and args.orders is None and not args.resume:  # else silently ignored
+        raise BenchError("--fixed-first only applies to --orders all-permutations")
     if args.estimate:
         return _estimate(args)
     # `kill` (SIGTERM, a scheduler's preemption) stops like Ctrl-C: the file being written is
