@@ -17,7 +17,6 @@ from bench.cli import build_parser, main
 from bench.datasets.base import load_dataset
 from bench.datasets.ttl import TTL_FILES
 from bench.engine.tasks import Task, TaskKind
-from bench.engine.training import loss_growth
 from bench.errors import DataFormatError, DivergenceError
 from tests.test_cli import assert_one_line_error
 from tests.test_datasets import _isolated_data_root, ratings_table, ttl_release, write_release  # noqa: F401
@@ -155,6 +154,8 @@ def test_a_loss_that_grows_by_orders_of_magnitude_is_flagged(capsys, tmp_path):
     (logs,) = results.glob("runs/*/methods/SinMo/epochs.json")
     flagged = [log for log in json.loads(logs.read_text()) if log["warnings"]]
     assert flagged and all(any(epoch.get("loss_growth") for epoch in log["epochs"]) for log in flagged)
+    from bench.engine.training import loss_growth
+
     task = Task("T2", TaskKind.ITEM, 3, None, None, None)
     assert loss_growth(task, 0, first=4.0, mean=3.0, previous=None) is None  # learning: no warning
     assert loss_growth(task, 1, first=4.0, mean=3.0, previous=3.5) is None
