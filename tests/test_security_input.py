@@ -35,7 +35,7 @@ def refused(capsys, tmp_path, argv, *fragments):
     assert not results.exists(), "nothing is written for refused input"
 
 
-# ------------------------------------------------------------------ empty lists
+# ------------------------------------------------------------------ empty lists (and an empty --config)
 
 EMPTY_LISTS = {
     "run --methods": (["run", "--methods", ""], "--methods: expected at least one value"),
@@ -46,6 +46,7 @@ EMPTY_LISTS = {
     "run --estimate --seeds": (["run", "--methods", "SinMo", "--estimate", "--seeds", ""], "--seeds"),
     "tune --methods": (["tune", "--methods", "", "--trials", "1"], "--methods: expected at least one value"),
     "--set methods=[]": (["run", "--set", "methods=[]"], "config.methods: expected at least 1 entry"),
+    "run --config": (["run", "--methods", "SinMo", "--config", ""], "--config: expected a JSON or TOML file"),
 }
 
 

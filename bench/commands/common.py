@@ -76,6 +76,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         from bench.engine import t1cache
 
         t1cache.disable()
+    if args.config is not None and not args.config.strip():  # "" must not mean "no config file"
+        raise BenchError("--config: expected a JSON or TOML file, got ''")
     data = load_config_file(args.config) if args.config else {}
     shortcuts = {
         "methods": given_list(getattr(args, "methods", None), "--methods"),
