@@ -17,6 +17,10 @@ from bench.errors import BenchError
 
 # Where runs, sweeps and tuning studies are stored unless --results says otherwise.
 DEFAULT_ROOT = Path("results")
+# Every seed: numpy's legacy RandomState (Optuna's samplers) takes 0..2**32-1, torch less than 2**64.
+SEED_BOUNDS = {"min": 0, "max": 2**32 - 1}
+# Above about 3e37 Adam's first step (lr / (1 - beta1)) overflows float32: a traceback, not a run.
+LR_BOUNDS = {"gt": 0, "max": 1e30}
 
 
 @dataclass
@@ -45,7 +49,7 @@ class FirstTaskSchedule:
 
     epochs: int | None = field(default=None, metadata={"min": 1})
     batch_size: int | None = field(default=None, metadata={"min": 1})
-    lr: float | None = field(default=None, metadata={"gt": 0})
+    lr: float | None = field(default=None, metadata=LR_BOUNDS)
     patience: int | None = field(default=None, metadata={"min": 1})
 
 
@@ -53,7 +57,7 @@ class FirstTaskSchedule:
 class TrainConfig:
     epochs: int = field(default=10, metadata={"min": 1})
     batch_size: int = field(default=128, metadata={"min": 1})
-    lr: float = field(default=1e-3, metadata={"gt": 0})
+    lr: float = field(default=1e-3, metadata=LR_BOUNDS)
     weight_decay: float = field(default=0.0, metadata={"min": 0})
     patience: int = field(default=3, metadata={"min": 1})  # epochs without validation gain (counted after min_epochs)
     # Epochs always trained before early stopping may end a task: on a small validation split
@@ -107,7 +111,7 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=lambda: ["all"], metadata={"min_len": 1})
     order: list[int] | None = field(default=None, metadata={"min": 1, "min_len": 1})  # 1-based; None = the dataset's order
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     device: str = "auto"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
