@@ -126,7 +126,8 @@ def expand(spec: GridSpec) -> list[GridRun]:
     from bench.config import build_run_config
     from bench.registry import resolve_methods
 
-    methods = resolve_methods(spec.methods)
+    # the spec's order (put the longest first: they never start last); 'all' in the papers' order
+    methods = list(dict.fromkeys(method for name in spec.methods for method in resolve_methods([name])))
     orders: list[list[int] | None] = list(spec.orders) if spec.orders else [None]
     runs = []
     for dataset in spec.dataset:
