@@ -162,4 +162,4 @@ def run_id(spec: GridSpec, dataset: str, method: str, order: list[int] | None, s
     if spec.orders and len(spec.orders) > 1:
         parts.append("o" + ("" if max(order) < 10 else "_").join(map(str, order)))
     parts.append(f"s{seed}")
-    return re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(parts))
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join(parts))  # a run id is one safe path component
