@@ -91,6 +91,18 @@ def test_a_grid_folder_holds_one_grid(tmp_path):
         make_plan(load_spec(None, _flags(name="p", methods=["DNN"], set=["train.epochs=2"])), tmp_path)
 
 
+def test_estimate_prices_each_stage_and_starts_nothing(tmp_path, t1_cache_root, capsys):
+    assert main(["grid", "--name", "e", "--methods", "SinMo,DNN", "--seeds", "0,1", *TINY, "--estimate",
+                 "--results", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[2:]] == [["t1", "2"], ["runs", "4"], ["total", "6"]]
+    jobs = json.loads((tmp_path / "grids" / "e" / "estimate.json").read_text())["jobs"]
+    assert sorted(jobs) == ["e-DNN-s0", "e-DNN-s1", "e-SinMo-s0", "e-SinMo-s1", "t1-0", "t1-1"]
+    assert all(cost[0] >= cost[1] > 0 for cost in jobs.values())
+    assert jobs["e-SinMo-s0"] == jobs["e-SinMo-s1"]  # one probe per shape: seeds share it
+    assert not (tmp_path / "runs").exists() and not list(t1_cache_root.glob("*.pt"))  # nothing trained
+
+
 # --- status ------------------------------------------------------------------------------------
 
 def test_status_says_pending_running_interrupted_failed_and_done(tmp_path):
@@ -175,8 +187,8 @@ def _wait_for_a_run_between_steps(results: Path, plan: Plan, timeout: float = 90
 
 
 @pytest.mark.slow
-def test_local_grid_on_two_pretend_devices_survives_kill_9(tmp_path):
-    results, cache = tmp_path / "results", tmp_path / "t1"
+def test_local_grid_on_two_pretend_devices_survives_kill_9(tmp_path, t1_cache_root):
+    results, cache = tmp_path / "results", t1_cache_root  # the cache this process's status view reads
     env = {"BENCH_T1_CACHE": str(cache)}
     command = ["grid", "--name", "loc", *GRID, "--epochs", "3", "--devices", "0,1", "--threads", "2",
                "--results", str(results)]
@@ -327,14 +339,14 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_slurm_grid_with_a_cancelled_and_requeued_job_matches_the_local_grid(tmp_path, slurm_cluster):
+def test_slurm_grid_with_a_cancelled_and_requeued_job_matches_the_local_grid(tmp_path, slurm_cluster, t1_cache_root):
     env = slurm_cluster
     local_results, slurm_results = tmp_path / "local", tmp_path / "slurm"
     local = _bench("grid", "--name", "cmp", *GRID, "--epochs", "3", "--threads", "1", "--results",
                    str(local_results), env={"BENCH_T1_CACHE": str(tmp_path / "t1-local")})
     assert local.returncode == 0, local.stderr
 
-    slurm_env = {**env, "BENCH_T1_CACHE": str(tmp_path / "t1-slurm")}
+    slurm_env = {**env, "BENCH_T1_CACHE": str(t1_cache_root)}  # the cache this process's status view reads
     submitted = _bench("grid", "--name", "cmp", *GRID, "--epochs", "3", "--launcher", "slurm", "--gpus-per-task", "0",
                        "--cpus-per-task", "1", "--mem-gb", "0.5", "--time-min", "30", "--results", str(slurm_results),
                        env=slurm_env)

@@ -57,8 +57,9 @@ def execute(directory: Path, job: str) -> int:
         load_file(plugin)
     os.environ["BENCH_PROGRESS_FILE"] = str(progress_path(directory, job))
     attempt = read_state(directory, job).get("attempt", 0) + 1
-    write_state(directory, job, "running", host=socket.gethostname(), pid=os.getpid(), attempt=attempt,
-                device=os.environ.get("CUDA_VISIBLE_DEVICES"), slurm_job=_slurm_job_id())
+    where = {"host": socket.gethostname(), "pid": os.getpid(), "attempt": attempt,
+             "device": os.environ.get("CUDA_VISIBLE_DEVICES"), "slurm_job": _slurm_job_id()}
+    write_state(directory, job, "running", **where)
     try:
         if job.startswith("t1-"):
             outcome = train_t1(plan, int(job[3:]))
@@ -74,9 +75,9 @@ def execute(directory: Path, job: str) -> int:
             traceback.print_exc()
             line = "".join(traceback.format_exception_only(type(error), error)).strip().splitlines()[-1]
         print(line, file=sys.stderr, flush=True)
-        write_state(directory, job, "failed", error=line[:300], attempt=attempt)
+        write_state(directory, job, "failed", error=line[:300], **where)
         return 130 if isinstance(error, KeyboardInterrupt) else 1
-    write_state(directory, job, "done", attempt=attempt)
+    write_state(directory, job, "done", **where)
     progress_path(directory, job).unlink(missing_ok=True)
     return 0
 
