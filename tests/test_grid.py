@@ -219,6 +219,12 @@ def test_local_grid_on_two_pretend_devices_survives_kill_9(tmp_path, t1_cache_ro
         t1 = json.loads((results / "runs" / entry["run_id"] / "environment.json").read_text())["t1_cache"]
         assert [outcome["hit"] for outcome in t1.values()] == [True]
 
+    published = _bench("grid", "publish", "--name", "loc", "--results", str(results), env=env)
+    assert published.returncode == 0, published.stderr
+    assert sorted(path.name for path in (results / "published").iterdir()) == sorted(jobs)[:4]
+    board = (results / "LEADERBOARD.md").read_text()
+    assert "| SinMo " in board and "| FineSmax " in board
+
     # uninterrupted, the killed run gives the same matrix, bit for bit (CPU)
     alone = tmp_path / "alone"
     entry = plan.run(victim)

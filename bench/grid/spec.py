@@ -15,7 +15,7 @@
 Every run holds one method, one seed, one order and one dataset, so a grid resumes and
 publishes run by run; its id is `<name>[-<dataset>]-<method>[-o<order>]-s<seed>` (the parts
 in brackets only when the grid has several datasets or orders), the names
-benchmarks/paper_grid.sh gave.
+the retired benchmarks/paper_grid.sh gave.
 """
 
 from __future__ import annotations
