@@ -99,9 +99,9 @@ def _submit_array(plan: Plan, slurm: SlurmSpec, stage: str, jobs: list[str], dep
 def launch(plan: Plan, t1_todo: list[int], runs_todo: list[str], slurm: SlurmSpec,
            log: Callable[[str], None]) -> int:
     """Submit the T1 array and the run arrays; returns at once (`bench grid status` follows them)."""
-    from bench.grid.status import _slurm_queue
+    from bench.grid.status import slurm_queue
 
-    queued = _slurm_queue(plan)
+    queued = slurm_queue(plan)
     t1_todo = [i for i in t1_todo if plan.t1_job(i).name not in queued]
     runs_todo = [r for r in runs_todo if r not in queued]
     ids = dict(submitted(plan))

@@ -34,7 +34,7 @@ class JobStatus:
 
 def grid_status(plan: Plan) -> list[JobStatus]:
     """Every T1 job, then every run, with its state."""
-    queued = _slurm_queue(plan)
+    queued = slurm_queue(plan)
     jobs = []
     for job in plan.t1_jobs:
         done = t1_done(plan, job.index)
@@ -109,7 +109,7 @@ def _progress_text(plan: Plan, name: str) -> str:
     return f"{progress['fit']}: epoch {progress['epoch']}/{progress['epochs']}"
 
 
-def _slurm_queue(plan: Plan) -> dict[str, str]:
+def slurm_queue(plan: Plan) -> dict[str, str]:
     """{job name: "<slurm id> <state>"} of this grid's Slurm jobs still queued or running."""
     from bench.grid import slurm
 
