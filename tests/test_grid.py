@@ -381,8 +381,12 @@ def test_slurm_grid_with_a_cancelled_and_requeued_job_matches_the_local_grid(tmp
 
     _wait_for(finished, timeout=1200, every=2)
     assert f"run {victim}: resuming" in worker.log_path(plan.directory, victim).read_text()
-    status = _bench("grid", "status", "--name", "cmp", "--results", str(slurm_results), env=slurm_env)
-    assert "grid cmp: 6 done" in status.stdout
+    again = _bench("grid", "--name", "cmp", *GRID, "--epochs", "3", "--launcher", "slurm", "--gpus-per-task", "0",
+                   "--cpus-per-task", "1", "--mem-gb", "0.5", "--results", str(slurm_results), "--wait",
+                   env=slurm_env)  # the same command again: nothing left to submit
+    assert again.returncode == 0, again.stderr
+    assert "4 run(s) done already, skipped" in again.stderr and "submitted" not in again.stderr
+    assert "grid cmp: 6 done" in again.stdout
 
     local_plan = Plan.load(local_results / "grids" / "cmp")
     slurm_matrices, local_matrices = _matrices(slurm_results, plan), _matrices(local_results, local_plan)

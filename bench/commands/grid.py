@@ -56,10 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--mem-gb", type=float, metavar="GB", help="memory per job (default 16)")
     slurm.add_argument("--time-min", type=int, metavar="MIN", help="time limit per job; a job that reaches it "
                                                                    "is requeued and resumes (default 240)")
+    slurm.add_argument("--wait", action="store_true",
+                       help="after submitting, wait until no job of the grid is queued or running, then print "
+                            "the status table (exit 1 unless every run is done)")
     parser.add_argument("--estimate", action="store_true",
                         help="time a few steps of every distinct run shape; print device-hours per stage and exit")
     parser.add_argument("--publish", action="store_true",
-                        help="after the grid: publish its runs and regenerate the leaderboard (all must be done)")
+                        help="after the grid (local, or slurm with --wait): publish its runs and regenerate "
+                             "the leaderboard (all must be done)")
     parser.add_argument("--force", action="store_true", help="with publish: replace runs published before")
     parser.add_argument("--format", default="github", choices=["github", "plain", "simple"], help="status table style")
     add_results_argument(parser)
@@ -136,11 +140,20 @@ def _launch(plan, spec, args: argparse.Namespace) -> int:
     if args.launcher == "slurm":
         from bench.grid import slurm
 
-        return slurm.launch(plan, t1_todo, runs_todo, spec.slurm, log)
-    from bench.grid import local
+        rc = slurm.launch(plan, t1_todo, runs_todo, spec.slurm, log)
+        if not args.wait:
+            if args.publish:
+                log("--publish needs --wait with --launcher slurm; publish later with: bench grid publish")
+            return rc
+        slurm.wait(plan, log)
+        jobs = grid_status(plan)
+        rc = 0 if all(job.state == "done" for job in jobs) else 1
+    else:
+        from bench.grid import local
 
-    rc = local.launch(plan, t1_todo, runs_todo, spec.local, log)
-    print(render(plan, grid_status(plan), args.format))
+        rc = local.launch(plan, t1_todo, runs_todo, spec.local, log)
+        jobs = grid_status(plan)
+    print(render(plan, jobs, args.format))
     if rc == 0 and args.publish:
         return _publish(plan, args.force)
     return rc

@@ -98,7 +98,8 @@ def _submit_array(plan: Plan, slurm: SlurmSpec, stage: str, jobs: list[str], dep
 
 def launch(plan: Plan, t1_todo: list[int], runs_todo: list[str], slurm: SlurmSpec,
            log: Callable[[str], None]) -> int:
-    """Submit the T1 array and the run arrays; returns at once (`bench grid status` follows them)."""
+    """Submit the T1 array and the run arrays; returns at once (`bench grid status` follows them,
+    `--wait` waits for them)."""
     from bench.grid.status import slurm_queue
 
     queued = slurm_queue(plan)
@@ -129,3 +130,14 @@ def launch(plan: Plan, t1_todo: list[int], runs_todo: list[str], slurm: SlurmSpe
         log(f"{name}: still queued as {job_id}")
     write_json(jobs_path(plan), ids)
     return 0
+
+
+def wait(plan: Plan, log: Callable[[str], None], every: float = 30.0) -> None:
+    """Return once none of the grid's jobs is queued or running any more (`--wait`)."""
+    import time
+
+    from bench.grid.status import slurm_queue
+
+    while queued := slurm_queue(plan):
+        log(f"waiting: {len(queued)} job(s) queued or running")
+        time.sleep(every)
