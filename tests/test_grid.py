@@ -170,19 +170,33 @@ def _matrices(results: Path, plan: Plan) -> dict[str, np.ndarray]:
             for entry in plan.runs}
 
 
-def _wait_for_a_run_between_steps(results: Path, plan: Plan, timeout: float = 900) -> str:
-    """A run that has finished a step and not its last (so it has a checkpoint to resume from)."""
+def _record(results: Path, entry: dict) -> dict | None:
+    path = results / "runs" / entry["run_id"] / "methods" / entry["method"] / "result.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_a_run_between_steps(results: Path, plan: Plan, timeout: float = 900) -> tuple[str, int]:
+    """A run that has finished a step and not its last (so it has a checkpoint to resume from),
+    its process frozen (SIGSTOP) there, so that however fast the machine it cannot finish before
+    the test kills or cancels it. Returns the run id and the pid."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for entry in plan.runs:
-            path = results / "runs" / entry["run_id"] / "methods" / entry["method"] / "result.json"
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError):
+            record = _record(results, entry)
+            state = worker.read_state(plan.directory, entry["run_id"])
+            if not record or not record["steps"] or record["complete"] or state.get("state") != "running":
                 continue
-            if record["steps"] and not record["complete"]:
-                return entry["run_id"]
-        time.sleep(0.05)
+            try:
+                os.kill(state["pid"], signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            if not _record(results, entry)["complete"]:  # it did not finish in the meantime
+                return entry["run_id"], state["pid"]
+            os.kill(state["pid"], signal.SIGCONT)
+        time.sleep(0.02)
     raise AssertionError("no run reached a step in time")
 
 
@@ -196,8 +210,7 @@ def test_local_grid_on_two_pretend_devices_survives_kill_9(tmp_path, t1_cache_ro
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
     plan = Plan.load(_wait_for(lambda: (results / "grids" / "loc" / "plan.json").exists() and
                                results / "grids" / "loc"))
-    victim = _wait_for_a_run_between_steps(results, plan)
-    pid = worker.read_state(plan.directory, victim)["pid"]
+    victim, pid = _stop_a_run_between_steps(results, plan)
     os.kill(pid, signal.SIGKILL)
     out, err = launcher.communicate(timeout=1200)
     assert launcher.returncode == 1, err  # the killed run's process failed
@@ -273,6 +286,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
 ReturnToService=2
+KillWait=5
 SlurmdParameters=config_overrides
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=2000 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
@@ -362,9 +376,9 @@ def test_slurm_grid_with_a_cancelled_and_requeued_job_matches_the_local_grid(tmp
     jobs = json.loads((plan.directory / "slurm" / "jobs.json").read_text())
     assert set(jobs) == {"t1-0", "t1-1", *(entry["run_id"] for entry in plan.runs)}
 
-    victim = _wait_for_a_run_between_steps(slurm_results, plan)
+    victim, _ = _stop_a_run_between_steps(slurm_results, plan)  # the node is this machine
     slurm_id = jobs[victim]
-    subprocess.run(["scancel", slurm_id], env=env, check=True)
+    subprocess.run(["scancel", slurm_id], env=env, check=True)  # its processes get SIGKILL after KillWait
     _wait_for(lambda: slurm_id not in subprocess.run(["squeue", "-h", "-r", "-o", "%i"], env=env, capture_output=True,
                                                      text=True).stdout, timeout=120, every=0.5)
     record = json.loads((slurm_results / "runs" / victim / "methods" / plan.run(victim)["method"]
