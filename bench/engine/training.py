@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
 from bench.engine import distributed
+from bench.engine.progress import report as report_progress
 from bench.engine.checkpoints import Journal
 from bench.errors import DivergenceError
 from bench.engine.metrics import AccuracySums, RankingSums
@@ -292,6 +293,7 @@ def fit(
                   disable=not progress, unit="epoch")
     for epoch in epochs:
         state.train()
+        report_progress(task.name, description or task.name, epoch + 1, config.epochs)
         epoch_started = time.perf_counter()
         if loop.index == 0:  # a new epoch; a resumed one draws its shuffle again from `order`
             loop.order, loop.total, loop.skipped = generator.get_state(), torch.zeros((), device=device), 0
