@@ -51,7 +51,7 @@ from bench.engine.backbone import make_head
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
 from bench.engine.training import TrainHooks
-from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
+from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers, n_units
 from bench.methods.base import ContinualMethod, module_key
 
 
@@ -112,8 +112,8 @@ class HAT(ContinualMethod):
             first = self.encoder is None
             if first:
                 self.encoder, head = context.pretrained(task)
-                install_gates(self.encoder, gate_conv_outputs=self.options.gate_conv_outputs)
-                n_layers, d = n_gated_layers(self.encoder), self.encoder.embedding.embedding_dim
+                install_gates(self.encoder, gate_conv_outputs=self.options.gate_conv_outputs, method="HAT")
+                n_layers, d = n_gated_layers(self.encoder), n_units(self.encoder)
                 self.used = torch.zeros(n_layers, d, device=context.device)
             else:
                 head = make_head(task, self.encoder).to(context.device)
@@ -122,6 +122,8 @@ class HAT(ContinualMethod):
             self.task_embeddings[key] = nn.Parameter(torch.randn(self.used.shape, device=context.device))
             self.record(self._fit(task, key, context))
             self.encoder.embedding.weight.requires_grad_(False)  # shared input, ungated
+            for parameter in self.ungated_parameters():  # units every task uses (a^{<t} = 1)
+                parameter.requires_grad_(False)
             head.requires_grad_(False)
             self.task_embeddings[key].requires_grad_(False)
             self.used = torch.maximum(self.used, self.kept_mask(key))
@@ -157,23 +159,34 @@ class HAT(ContinualMethod):
     def attenuation_factors(self) -> dict[nn.Parameter, torch.Tensor]:
         """1 - min(a^{<t}_out, a^{<t}_in) per backbone weight (eq. 5), shaped like it.
 
-        The residual stream that feeds conv1 is used by every task (in-mask 1), so conv1
-        weights are attenuated by their output unit alone, as HAT does for a first layer.
+        A weight's output units are its unit layer's; its input units are the unit layer the
+        backbone names as its source, or none: an input no gate covers (NextItNet's residual
+        stream feeding conv1) is used by every task (in-mask 1), so such weights are
+        attenuated by their output unit alone, as HAT does for a first layer.
         """
         used = self.used
         factors = {}
-        for b, block in enumerate(self.encoder.blocks):
-            out1, out2 = used[2 * b], used[2 * b + 1]
-            conv1, conv2 = (getattr(conv, "inner", conv) for conv in (block.conv1, block.conv2))
-            factors[conv1.weight] = (1 - out1)[:, None, None].expand_as(conv1.weight)
-            factors[conv2.weight] = (1 - torch.minimum(out2[:, None], out1[None, :]))[..., None].expand_as(conv2.weight)
-            for conv, out in ((conv1, out1), (conv2, out2)):
-                if conv.bias is not None:
-                    factors[conv.bias] = 1 - out
-            for norm, out in ((block.norm1, out1), (block.norm2, out2)):
-                factors[norm.weight] = 1 - out
-                factors[norm.bias] = 1 - out
+        layers = self.encoder.unit_layers()
+        for index, layer in enumerate(layers):
+            out = used[index]
+            for weight, source in layer.weights:
+                if source is None:
+                    factor = 1 - out
+                else:
+                    factor = 1 - torch.minimum(out[:, None], used[source][None, :])
+                factors[weight] = factor.reshape(factor.shape + (1,) * (weight.dim() - factor.dim())).expand_as(weight)
+            for parameter in layer.unit_params:
+                factors[parameter] = 1 - out
         return factors
+
+    def ungated_parameters(self) -> list[nn.Parameter]:
+        """Backbone parameters outside every unit layer (SASRec's attention projections,
+        positions, norms): they produce units no gate covers, which every task uses, so
+        HAT's eq. 5 (with a^{<t} = 1 there) freezes them once the first task is learnt.
+        On NextItNet every parameter but the item embedding belongs to a unit layer."""
+        covered = {id(p) for layer in self.encoder.unit_layers()
+                   for p in [w for w, _ in layer.weights] + layer.unit_params}
+        return [p for p in self.encoder.parameters() if id(p) not in covered]
 
 
 class GradientAttenuation:
