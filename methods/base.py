@@ -51,6 +51,11 @@ class ContinualMethod(nn.Module):
     #: named option overrides for what the harness adds to the paper, run as rows
     #: "<Method>+<variant>" (bench/registry.py); never the default
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the backbone sites the method acts on (bench/engine/backbone.py SITE_KINDS), checked
+    #: before any training; a backbone without them is one error naming method, backbone, site
+    sites: ClassVar[tuple[str, ...]] = ()
+    #: how the method acts on each backbone, for `bench list` and docs/backbones.md
+    mechanisms: ClassVar[dict[str, str]] = {}
 
     def __init__(self, context: MethodContext, options: Any = None):
         super().__init__()
@@ -64,6 +69,11 @@ class ContinualMethod(nn.Module):
     def build(cls, context: MethodContext, options: dict | None = None) -> "ContinualMethod":
         parsed = from_dict(cls.Options, options or {}, f"method_options.{cls.registered_name}")  # type: ignore[attr-defined]
         return cls(context, parsed).to(context.device)
+
+    @classmethod
+    def required_sites(cls, options: Any) -> tuple[str, ...]:
+        """The site kinds this method needs with `options` (a variant may need more)."""
+        return cls.sites
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:

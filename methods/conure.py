@@ -26,6 +26,18 @@ this module does:
   a task was trained on all free weights, before its pruning; it is reported as the
   `Conure-` row. For T1 it is the unpruned T1 model.
 
+On any backbone (bench/engine/backbone.py) Conure acts on the backbone's *weight sites*:
+NextItNet's dilated convolutions; on SASRec the query, key, value and output projections and
+both feed-forward matrices of every block, each pruned separately (per-matrix magnitude
+top-k, as per conv in the code) and frozen for later tasks; their biases are trained on T1
+and frozen afterwards (Conure+bias's rule), the learned positions and LayerNorms are T1's,
+frozen, as the item embedding. This is the mechanism of Conure's Transformer backbone
+(paper Table 6) as Tenrec's sas4life.py intends it: that file selects the layers to prune by
+the model's name and so, for a model named sas4life, prunes only LayerNorms, and its
+attention has no causal mask. `block` and `conv_bias` are NextItNet's fields: on SASRec
+they change nothing (its norm placement is `backbone.options.norm`), and the T1 model is the
+run's SASRec.
+
 Weights released by pruning keep their values (they are only masked out), so the next
 task starts from them, as in the released code where masks multiply the weights.
 Frozen weights are kept exact twice over: their gradients are zeroed before the optimizer
@@ -204,11 +216,20 @@ class Conure(TaskSwitchedMethod):
     Options = ConureOptions
     paper = "Conure (Yuan et al., SIGIR 2021)"
 
+    sites = ("weights",)
+    mechanisms = {
+        "nextitnet": "prunes and freezes the dilated convolutions' weights",
+        "sasrec": "prunes and freezes the attention (Q, K, V, O) and feed-forward weight matrices",
+    }
     variants = {
         "postln": {"block": "post_ln"},  # the run's post-LN NextItNet block
         "bias": {"conv_bias": True},  # conv biases trained on T1, frozen afterwards
         "tasknorms": {"task_norms": True},  # fresh trainable layer norms per task
     }
+
+    @classmethod
+    def required_sites(cls, options) -> tuple[str, ...]:
+        return cls.sites + (("norms",) if options.task_norms else ())
 
     @classmethod
     def search_space(cls, trial):

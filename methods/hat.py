@@ -26,6 +26,16 @@ this module's default before issue 11):
 - `lngate`: the conv output is gated before the LayerNorm as well (conv -> gate ->
   LayerNorm -> ReLU -> gate), so a task's LayerNorm statistics see only its own units.
 
+On any backbone (bench/engine/backbone.py) the gated layers are the backbone's *unit
+layers*: NextItNet's conv channels (after each ReLU); on SASRec each block's attention
+output (W_o's units) and feed-forward output (W2's units), i.e. what each sub-layer adds
+to the residual stream. Weights are attenuated by their output unit's cumulative mask;
+parameters that produce units no gate covers (SASRec's Q/K/V projections, the feed-forward
+hidden layer, LayerNorms, positions) serve every task, a^{<t} = 1 there, so eq. 5 freezes
+them once the first task is learnt (on NextItNet every parameter but the item embedding is
+in a unit layer). HAT+lngate needs a norm right after the gated sub-layer, which SASRec
+does not have: it is refused there.
+
 Deviations that remain:
 - optimiser: the harness's Adam and model selection on the validation metric; the
   reference uses SGD lr 0.05 divided by 3 on plateaus (patience 5, down to 1e-4), 100
@@ -70,10 +80,19 @@ class HATOptions:
 class HAT(ContinualMethod):
     paper = "Serrà et al., ICML 2018 (baseline in TERACON, KDD 2023)"
     Options = HATOptions
+    sites = ("gates",)
+    mechanisms = {
+        "nextitnet": "masks the conv output channels after each ReLU",
+        "sasrec": "masks each block's attention and feed-forward outputs; ungated weights frozen after T1",
+    }
     variants = {
         "binary": {"binarize": True},  # kept masks 1[e > 0]
         "lngate": {"gate_conv_outputs": True},  # gate before the LayerNorm as well
     }
+
+    @classmethod
+    def required_sites(cls, options) -> tuple[str, ...]:
+        return ("norm_gates",) if options.gate_conv_outputs else cls.sites
 
     @classmethod
     def search_space(cls, trial):

@@ -14,6 +14,14 @@ What the paper specifies, and what this module does:
 - Old tasks are scored with their own patches, norms and head, over the untouched
   backbone, so their scores never change: #B = 1 and each task adds a few % parameters.
 
+On any backbone (bench/engine/backbone.py) the patches go to the backbone's *patch sites*
+and the norms to its *norm sites*: NextItNet's dilated convolutions and LayerNorms; on
+SASRec the attention and the feed-forward sub-layer of every block (the patch reads what
+the sub-layer reads, the normalised stream, and adds to its output, i.e. in the residual
+branch) and every LayerNorm, the final one included. Tenrec's sas4transfer.py inserts one
+bottleneck (with its own LayerNorm) on the residual stream after each Transformer block;
+PeterRec's paper inserts at every convolution, which is what per-sub-layer sites mirror.
+
 Deviations from the released code (`fajieyuan/SIGIR2020_peterrec`):
 - the patch uses ReLU where ops.py (get_mp) uses GELU, and for the parallel variant the
   code adds the patch's own identity skip as well (conv(x) + x + patch(x), ops.py
@@ -106,6 +114,11 @@ class TaskPatches(TaskSwitched):
 class PeterRec(TaskSwitchedMethod):
     Options = PeterRecOptions
     paper = "PeterRec (Yuan et al., SIGIR 2020)"
+    sites = ("patches", "norms")
+    mechanisms = {
+        "nextitnet": "a bottleneck patch at every dilated convolution, task-specific LayerNorms",
+        "sasrec": "a bottleneck patch at every attention and feed-forward sub-layer (residual branch), task-specific LayerNorms",
+    }
 
     @classmethod
     def search_space(cls, trial):

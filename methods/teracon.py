@@ -19,6 +19,11 @@ Equations used (following the paper and the authors' code, Sein-Kim/TERACON):
 - task embeddings are clamped to [-thres_emb, thres_emb] after every step (code: 6).
 Every parameter (item embedding, convolutions, LayerNorms, all task embeddings, MLPs and
 heads) stays trainable through the whole sequence; one backbone (#B = 1).
+On any backbone (bench/engine/backbone.py) the masks act on the backbone's *unit layers*:
+NextItNet's conv channels after each ReLU (the code); on SASRec each block's attention
+output and feed-forward output (what each sub-layer adds to the residual stream), the
+sites DITTO's authors' SASRec runs of TERACON gate (their rebuttal Table 5; code not
+released), every parameter still trainable.
 
 - task 1 (train_task1.py): a fresh NextItNet trained once with its own mask (plain
   sigmoid(s e_1)), the run's first-task schedule; no retention.
@@ -270,6 +275,11 @@ LATER_TASKS_ONLY = ("alpha", "initial_ratio", "similarity_scale", "min_ratio", "
 class TERACON(ContinualMethod):
     paper = "Kim et al., KDD 2023"
     Options = TERACONOptions
+    sites = ("gates",)
+    mechanisms = {
+        "nextitnet": "relation-aware masks on the conv output channels after each ReLU",
+        "sasrec": "relation-aware masks on each block's attention and feed-forward outputs",
+    }
     variants = {
         "floor": {"min_ratio": 0.25},  # keeps retention on for near-parallel masks on small data
         "ceil": {"rows": "ceil"},  # at least one retention row per old task and batch
