@@ -54,7 +54,7 @@ class ContinualMethod(nn.Module):
     #: the backbone sites the method acts on (bench/engine/backbone.py SITE_KINDS), checked
     #: before any training; a backbone without them is one error naming method, backbone, site
     sites: ClassVar[tuple[str, ...]] = ()
-    #: how the method acts on each backbone, for `bench list` and docs/backbones.md
+    #: how the method acts on each backbone (by backbone name; "*" = any), for `bench list`
     mechanisms: ClassVar[dict[str, str]] = {}
 
     def __init__(self, context: MethodContext, options: Any = None):
