@@ -301,3 +301,21 @@ def test_check_sites_names_method_backbone_and_site():
     with pytest.raises(BenchError, match="method HAT needs the backbone's 'gates' sites .* backbone "
                                          "'nextitnet' does not have; .*backbone.block=post_ln"):
         check_sites("HAT", ("gates",), BackboneConfig(block="pre_ln"))
+
+
+@pytest.mark.parametrize("row", ["Conure", "PeterRec", "HAT", "TERACON"])
+def test_a_learnt_method_on_sasrec_survives_a_checkpoint(tasks, context, tmp_path, row):
+    """The runner pickles the whole method after each step (resume); hooks at the sites go too."""
+    method = learnt(row, context, tasks[:2])
+    before = logits(method, tasks[:2])
+    torch.save(method, tmp_path / "method.pt")
+    loaded = torch.load(tmp_path / "method.pt", weights_only=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, logits(loaded, tasks[:2])))
+
+
+def test_sasrec_trains_with_the_sampled_loss(tmp_path):
+    config = tiny_config(methods=["FineAll"])
+    config.backbone = SASREC
+    config.train = TrainConfig(epochs=1, min_epochs=1, batch_size=64, patience=1, loss="sampled")
+    (record,) = run(config, RunStore.create(config.to_dict(), tmp_path), progress=False)
+    assert record.complete and record.steps[-1]["scores"]
