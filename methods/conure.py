@@ -334,10 +334,19 @@ class Conure(TaskSwitchedMethod):
             self.heads[key] = head
             if position > 1:
                 self._train(task, head, position, context, "train")
-            self.variant_scores["Conure-"][task.name] = context.evaluate(task, lambda x: self.scores(task, x))
+            self.variant_scores["Conure-"][task.name] = self._evaluate(task, context)
             self._prune_and_retrain(task, head, position, context)
             self._freeze_after_task()
             self.learned.append(task.name)
+
+    def _evaluate(self, task, context) -> dict[str, float]:
+        """The Conure- row: scored in eval mode (SASRec's dropout off), as every reported score."""
+        training = self.training
+        self.eval()
+        try:
+            return context.evaluate(task, lambda x: self.scores(task, x))
+        finally:
+            self.train(training)
 
     # --- accounting --------------------------------------------------------------------------
     def parameter_count(self) -> int:

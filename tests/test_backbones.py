@@ -119,6 +119,11 @@ def test_every_method_runs_on_sasrec(tmp_path):
         assert record.complete
         final = record.steps[-1]["scores"]
         assert all(torch.isfinite(torch.tensor(list(m.values()))).all() for m in final.values()), record.method
+    # SASRec has dropout: every reported score is taken in eval mode, so the unpruned T1 model
+    # (Conure-'s T1) scores exactly as the shared T1 model the baselines report
+    by_name = {record.method: record for record in records}
+    t1 = records[0].tasks[0]
+    assert by_name["Conure"].variants["Conure-"][t1] == by_name["FineAll"].steps[0]["scores"][t1]
 
 
 def test_conure_frozen_weights_stay_bit_identical_on_sasrec(tasks, context):
