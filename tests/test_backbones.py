@@ -324,3 +324,31 @@ def test_sasrec_trains_with_the_sampled_loss(tmp_path):
     config.train = TrainConfig(epochs=1, min_epochs=1, batch_size=64, patience=1, loss="sampled")
     (record,) = run(config, RunStore.create(config.to_dict(), tmp_path), progress=False)
     assert record.complete and record.steps[-1]["scores"]
+
+
+def test_no_method_names_a_backbone_attribute():
+    """Methods use only the contract (bench/engine/backbone.py): their code reads no attribute
+    of NextItNet's or SASRec's layers, directly or through getattr/setattr."""
+    import ast
+    from pathlib import Path
+
+    import bench.methods
+
+    layers = {"blocks", "conv1", "conv2", "norm1", "norm2", "act1", "act2", "gate1", "gate2", "patch1",
+              "patch2", "prenorm_gate1", "prenorm_gate2", "pre_ln", "attention", "feed_forward",
+              "attention_norm", "feed_forward_norm", "final_norm", "query", "value", "pre_ln"}
+    # not "positions" or "key": TaskSwitchedMethod's own task positions, ModuleDict keys
+    files = [Path(f) for folder in bench.methods.__path__ for f in Path(folder).glob("*.py")]
+    files.append(Path(__file__).parents[1] / "bench" / "engine" / "context.py")
+    assert len(files) > 10
+    for path in files:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            named = []
+            if isinstance(node, ast.Attribute):
+                named.append(node.attr)
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id in ("getattr", "setattr", "hasattr")):
+                named += [arg.value for arg in node.args[1:2] if isinstance(arg, ast.Constant)]
+            for name in named:
+                assert name not in layers, f"{path.name}:{node.lineno} names a backbone attribute: {name}"
