@@ -38,7 +38,8 @@ class BackboneConfig:
     block: Literal["post_ln", "pre_ln"] = "post_ln"
     conv_bias: bool = True  # False: conv biases fixed at 0 (Conure's code never trains them)
     name: str = "nextitnet"  # the backbone (docs/backbones.md): nextitnet, sasrec, or a plugin's
-    options: dict[str, Any] = field(default_factory=dict)  # the backbone's own options (--set backbone.options.n_heads=2)
+    # the backbone's own options, checked against its Options (--set backbone.options.n_heads=2)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -64,7 +64,8 @@ def install_gates(encoder: nn.Module, gate_conv_outputs: bool, method: str = "HA
 
 def gated_layers(encoder: nn.Module) -> list[list[UnitGate]]:
     """The gates installed in `encoder`, grouped per unit layer (rebuilt, never stored)."""
-    return [[site.hook for site in (layer.output, layer.before_norm) if isinstance(getattr(site, "hook", None), UnitGate)]
+    return [[site.hook for site in (layer.output, layer.before_norm)
+             if isinstance(getattr(site, "hook", None), UnitGate)]
             for layer in encoder.unit_layers()]
 
 
