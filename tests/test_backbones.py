@@ -352,3 +352,13 @@ def test_no_method_names_a_backbone_attribute():
                 named += [arg.value for arg in node.args[1:2] if isinstance(arg, ast.Constant)]
             for name in named:
                 assert name not in layers, f"{path.name}:{node.lineno} names a backbone attribute: {name}"
+
+
+def test_bench_list_shows_the_backbones_and_each_methods_mechanism(capsys):
+    assert main(["list", "backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "sasrec" in out and "nextitnet" in out and "on sasrec" in out
+    conure = next(line for line in out.splitlines() if line.startswith("Conure "))
+    assert "weights" in conure and "attention (Q, K, V, O) and feed-forward weight matrices" in conure
+    hat = next(line for line in out.splitlines() if line.startswith("HAT "))
+    assert "gates" in hat and "attention and feed-forward outputs" in hat
