@@ -362,3 +362,22 @@ def test_bench_list_shows_the_backbones_and_each_methods_mechanism(capsys):
     assert "weights" in conure and "attention (Q, K, V, O) and feed-forward weight matrices" in conure
     hat = next(line for line in out.splitlines() if line.startswith("HAT "))
     assert "gates" in hat and "attention and feed-forward outputs" in hat
+
+
+def test_estimate_probes_the_configured_backbone(tmp_path, capsys):
+    code = main(["run", "--methods", "Conure,HAT", "--set", "backbone.name=sasrec",
+                 "--set", "backbone.embedding_dim=8", "--set", "dataset_options.n_users=80", "--estimate",
+                 "--results", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert code == 0 and "Conure" in out and "HAT" in out and "total" in out
+    assert not (tmp_path / "results").exists()  # an estimate writes nothing
+
+
+def test_the_memory_check_counts_the_configured_backbone():
+    from bench.experiments.memory import model_bytes
+
+    config = tiny_config()
+    nextitnet = model_bytes(config, 1000)
+    config.backbone = BackboneConfig(embedding_dim=config.backbone.embedding_dim, name="sasrec",
+                                     options={"n_blocks": 8})
+    assert model_bytes(config, 1000) > nextitnet  # 8 attention blocks outweigh 2 conv blocks
