@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bench.config import from_dict
-from bench.engine.backbone import NextItNet, UserEncoder, make_head
+from bench.engine.backbone import UserEncoder, build_encoder, make_head
 from bench.engine.context import MethodContext  # noqa: F401  (re-exported for plugins)
 from bench.engine.objectives import evaluation_scores
 from bench.engine.tasks import Task
@@ -52,6 +52,11 @@ class ContinualMethod(nn.Module):
     #: named option overrides for what the harness adds to the paper, run as rows
     #: "<Method>+<variant>" (bench/registry.py); never the default
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the backbone sites the method acts on (bench/engine/backbone.py SITE_KINDS), checked
+    #: before any training; a backbone without them is one error naming method, backbone, site
+    sites: ClassVar[tuple[str, ...]] = ()
+    #: how the method acts on each backbone (by backbone name; "*" = any), for `bench list`
+    mechanisms: ClassVar[dict[str, str]] = {}
 
     def __init__(self, context: MethodContext, options: Any = None):
         super().__init__()
@@ -65,6 +70,11 @@ class ContinualMethod(nn.Module):
     def build(cls, context: MethodContext, options: dict | None = None) -> "ContinualMethod":
         parsed = from_dict(cls.Options, options or {}, f"method_options.{cls.registered_name}")  # type: ignore[attr-defined]
         return cls(context, parsed).to(context.device)
+
+    @classmethod
+    def required_sites(cls, options: Any) -> tuple[str, ...]:
+        """The site kinds this method needs with `options` (a variant may need more)."""
+        return cls.sites
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:
@@ -158,7 +168,7 @@ class PerTaskModels(ContinualMethod):
 
     def new_encoder(self, context: MethodContext) -> nn.Module:
         """A task's encoder before training (the T1 model is one too)."""
-        return NextItNet(context.n_items, context.backbone).to(context.device)
+        return context.new_encoder()
 
     def restore(self, learnt: list[Task], context: MethodContext) -> None:
         for task in learnt:
@@ -184,9 +194,9 @@ class SharedEncoderHeads(ContinualMethod):
         self.learned.append(task.name)
 
     def restore(self, learnt: list[Task], context: MethodContext) -> None:
-        """The T1 model's NextItNet (context.pretrained's structure) and a head per task."""
+        """The T1 model's encoder (context.pretrained's structure) and a head per task."""
         if learnt:
-            self.encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+            self.encoder = build_encoder(context.n_items, context.backbone).to(context.device)
         for task in learnt:
             self.heads[module_key(task)] = make_head(task, self.encoder).to(context.device)
 

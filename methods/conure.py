@@ -26,6 +26,18 @@ this module does:
   a task was trained on all free weights, before its pruning; it is reported as the
   `Conure-` row. For T1 it is the unpruned T1 model.
 
+On any backbone (bench/engine/backbone.py) Conure acts on the backbone's *weight sites*:
+NextItNet's dilated convolutions; on SASRec the query, key, value and output projections and
+both feed-forward matrices of every block, each pruned separately (per-matrix magnitude
+top-k, as per conv in the code) and frozen for later tasks; their biases are trained on T1
+and frozen afterwards (Conure+bias's rule), the learned positions and LayerNorms are T1's,
+frozen, as the item embedding. This is the mechanism of Conure's Transformer backbone
+(paper Table 6) as Tenrec's sas4life.py intends it: that file selects the layers to prune by
+the model's name and so, for a model named sas4life, prunes only LayerNorms, and its
+attention has no causal mask. `block` and `conv_bias` are NextItNet's fields: on SASRec
+they change nothing (its norm placement is `backbone.options.norm`), and the T1 model is the
+run's SASRec.
+
 Weights released by pruning keep their values (they are only masked out), so the next
 task starts from them, as in the released code where masks multiply the weights.
 Frozen weights are kept exact twice over: their gradients are zeroed before the optimizer
@@ -53,6 +65,7 @@ Deviations that remain:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
@@ -60,7 +73,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.engine.backbone import CausalConv1d, NextItNet, make_head
+from bench.engine.backbone import build_encoder, make_head, require_sites
 from bench.errors import BenchError
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
@@ -98,20 +111,16 @@ class ConureOptions:
             raise BenchError(f"Conure: block must be 'pre_ln' or 'post_ln', got {self.block!r}")
 
 
-class OwnedCausalConv1d(CausalConv1d, TaskSwitched):
-    """A dilated convolution whose weights are owned by tasks; task k sees owners 1..k."""
+class Ownership(TaskSwitched):
+    """The weight hook Conure installs on a weight site: task k sees the weights owned by 1..k.
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, bias: bool = True):
-        super().__init__(channels, kernel_size, dilation, bias)
-        self.register_buffer("owner", torch.ones_like(self.weight, dtype=torch.uint8))
+    `owner` holds one small integer per weight (0 = free, k = owned by the task learnt k-th).
+    """
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("owner", torch.ones_like(weight, dtype=torch.uint8))
         self.active_position = 0
-
-    @classmethod
-    def from_conv(cls, conv: CausalConv1d) -> "OwnedCausalConv1d":
-        """The same convolution, every weight owned by the first task."""
-        owned = cls(conv.in_channels, conv.kernel_size[0], conv.dilation[0], conv.bias is not None)
-        owned.load_state_dict(conv.state_dict(), strict=False)
-        return owned.to(conv.weight.device)
 
     def select(self, key: str, position: int) -> None:
         self.active_position = position
@@ -119,31 +128,71 @@ class OwnedCausalConv1d(CausalConv1d, TaskSwitched):
     def visible(self) -> torch.Tensor:
         return (self.owner != FREE) & (self.owner <= self.active_position)
 
-    def effective_weight(self) -> torch.Tensor:
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.active_position <= 0:
-            raise RuntimeError("OwnedCausalConv1d used before a task was selected")
-        return torch.where(self.visible(), self.weight, torch.zeros_like(self.weight))
+            raise RuntimeError("an ownership-masked weight was used before a task was selected")
+        return torch.where(self.visible(), weight, torch.zeros_like(weight))
 
     # --- ownership changes -------------------------------------------------------------------
     def claim_free(self, position: int) -> None:
         self.owner[self.owner == FREE] = position
 
-    def prune(self, position: int, ratio: float) -> None:
+    def prune(self, weight: torch.Tensor, position: int, ratio: float) -> None:
         """Release the `ratio` lowest-magnitude weights owned by `position` (code: per conv top-k)."""
         owned = self.owner == position
         n_owned = int(owned.sum())
         n_release = int(round(ratio * n_owned))
         if n_release == 0:
             return
-        magnitude = torch.where(owned, self.weight.detach().abs(), torch.full_like(self.weight, float("inf")))
+        magnitude = torch.where(owned, weight.detach().abs(), torch.full_like(weight, float("inf")))
         released = torch.topk(magnitude.flatten(), n_release, largest=False).indices
         self.owner.view(-1)[released] = FREE
+
+
+def _draw_as_a_new_layer(site: nn.Module) -> None:
+    """Draw from the global RNG what building a new layer like `site` draws, and discard it.
+
+    Before the backbone seam Conure replaced every conv by a newly built ownership-masked
+    copy; keeping those draws keeps every later random number (heads, batches), so results
+    on NextItNet stay bit-identical to the runs published before (tests/test_nextitnet_fixture.py).
+    """
+    if hasattr(site, "reset_parameters"):
+        with torch.no_grad():
+            copy.deepcopy(site).to("cpu").reset_parameters()  # the old layer was built on the CPU
+
+
+class OwnedWeight:
+    """A weight site with its Ownership hook: what Conure prunes and guards."""
+
+    def __init__(self, site):
+        self.site = site
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.site.weight
+
+    @property
+    def bias(self) -> nn.Parameter | None:
+        return self.site.bias
+
+    @property
+    def owner(self) -> torch.Tensor:
+        return self.site.weight_hook.owner
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.site.effective_weight()
+
+    def claim_free(self, position: int) -> None:
+        self.site.weight_hook.claim_free(position)
+
+    def prune(self, position: int, ratio: float) -> None:
+        self.site.weight_hook.prune(self.site.weight, position, ratio)
 
 
 class OwnedWeightGuard:
     """Training hooks that let only the weights owned by one task move."""
 
-    def __init__(self, convs: list[OwnedCausalConv1d], position: int):
+    def __init__(self, convs: list[OwnedWeight], position: int):
         self.convs = convs
         self.trainable = [conv.owner == position for conv in convs]
         self.snapshots = [conv.weight.detach().clone() for conv in convs]
@@ -167,11 +216,20 @@ class Conure(TaskSwitchedMethod):
     Options = ConureOptions
     paper = "Conure (Yuan et al., SIGIR 2021)"
 
+    sites = ("weights",)
+    mechanisms = {
+        "nextitnet": "prunes and freezes the dilated convolutions' weights",
+        "sasrec": "prunes and freezes the attention (Q, K, V, O) and feed-forward weight matrices",
+    }
     variants = {
         "postln": {"block": "post_ln"},  # the run's post-LN NextItNet block
         "bias": {"conv_bias": True},  # conv biases trained on T1, frozen afterwards
         "tasknorms": {"task_norms": True},  # fresh trainable layer norms per task
     }
+
+    @classmethod
+    def required_sites(cls, options) -> tuple[str, ...]:
+        return cls.sites + (("norms",) if options.task_norms else ())
 
     @classmethod
     def search_space(cls, trial):
@@ -183,8 +241,10 @@ class Conure(TaskSwitchedMethod):
         self.variant_scores = {"Conure-": {}}
 
     # --- structure -------------------------------------------------------------------------
-    def owned_convs(self) -> list[OwnedCausalConv1d]:
-        return [layer for layer in self.encoder.modules() if isinstance(layer, OwnedCausalConv1d)]
+    def owned_convs(self) -> list[OwnedWeight]:
+        """The backbone's weight sites Conure owns (NextItNet's convs, SASRec's attention and
+        feed-forward matrices), in the backbone's order."""
+        return [OwnedWeight(site) for site in self.encoder.weight_sites() if isinstance(site.weight_hook, Ownership)]
 
     def _adopt_first_model(self, task, context) -> nn.Module:
         """A T1 NextItNet with Conure's block (trained once per run and backbone), its convs
@@ -198,19 +258,19 @@ class Conure(TaskSwitchedMethod):
         return dataclasses.replace(context.backbone, block=self.options.block, conv_bias=self.options.conv_bias)
 
     def _install_ownership(self, task, encoder) -> None:
-        for block in encoder.blocks:
-            block.conv1 = OwnedCausalConv1d.from_conv(block.conv1)
-            block.conv2 = OwnedCausalConv1d.from_conv(block.conv2)
+        for site in require_sites(encoder, "weights", "Conure"):
+            _draw_as_a_new_layer(site)
+            site.weight_hook = Ownership(site.weight)
         if self.options.task_norms:
-            make_norms_task_specific(encoder, module_key(task))
+            make_norms_task_specific(encoder, module_key(task), "Conure+tasknorms")
         self.encoder = encoder
 
     def restore(self, learnt, context) -> None:
-        """T1's NextItNet with ownership-masked convs, then each later task's head (and norms);
+        """T1's encoder with ownership-masked weight sites, then each later task's head (and norms);
         the ownership itself is a buffer, loaded with the weights."""
         if not learnt:
             return
-        encoder = NextItNet(context.n_items, self._backbone(context)).to(context.device)
+        encoder = build_encoder(context.n_items, self._backbone(context)).to(context.device)
         self.heads[module_key(learnt[0])] = make_head(learnt[0], encoder).to(context.device)
         self._install_ownership(learnt[0], encoder)
         for position, task in enumerate(learnt, start=1):
@@ -291,10 +351,19 @@ class Conure(TaskSwitchedMethod):
             self.heads[key] = head
             if position > 1:
                 self._train(task, head, position, context, "train")
-            self.variant_scores["Conure-"][task.name] = context.evaluate(task, lambda x: self.scores(task, x))
+            self.variant_scores["Conure-"][task.name] = self._evaluate(task, context)
             self._prune_and_retrain(task, head, position, context)
             self._freeze_after_task()
             self.learned.append(task.name)
+
+    def _evaluate(self, task, context) -> dict[str, float]:
+        """The Conure- row: scored in eval mode (SASRec's dropout off), as every reported score."""
+        training = self.training
+        self.eval()
+        try:
+            return context.evaluate(task, lambda x: self.scores(task, x))
+        finally:
+            self.train(training)
 
     # --- accounting --------------------------------------------------------------------------
     def parameter_count(self) -> int:

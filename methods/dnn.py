@@ -10,6 +10,7 @@ from bench.methods.base import PerTaskModels
 @METHODS.register("DNN")
 class DNN(PerTaskModels):
     paper = "Conure (Yuan et al., SIGIR 2021), baseline"
+    mechanisms = {"*": "its own mean-pooling MLP per task; the backbone is not used"}
 
     def new_encoder(self, context):
         return MeanPoolEncoder(context.n_items, context.backbone).to(context.device)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.engine.backbone import NextItNet, make_head
+from bench.engine.backbone import build_encoder, make_head
 from bench.errors import BenchError
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
@@ -94,9 +94,9 @@ class MTL(ContinualMethod):
         return [float(w) for w in weights]
 
     def restore(self, learnt, context) -> None:
-        """The shared NextItNet and a head per learnt task (T1 first, then the joint ones)."""
+        """The shared encoder and a head per learnt task (T1 first, then the joint ones)."""
         if learnt:
-            self.encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+            self.encoder = build_encoder(context.n_items, context.backbone).to(context.device)
             self.add_heads(learnt, context)
 
     def add_heads(self, tasks, context) -> None:

@@ -90,6 +90,13 @@ def code_fingerprint(extra: tuple[str, ...] = ()) -> str:
     return digest.hexdigest()
 
 
+def backbone_source(backbone) -> tuple[str, ...]:
+    """The file that defines the configured backbone: editing it gives new keys."""
+    from bench.engine.backbone import backbone_class
+
+    return (sys.modules[backbone_class(backbone).__module__].__file__,)
+
+
 def rng_digest() -> str:
     """The global RNG state a training starts from (for T1s not trained under a fixed seed)."""
     states = [torch.get_rng_state().numpy()]
@@ -100,7 +107,11 @@ def rng_digest() -> str:
 
 def entry_key(kind: str, task, n_items: int, backbone, train, seed: int, device: torch.device,
               extra: dict | None = None, code: tuple[str, ...] = ()) -> tuple[str, dict]:
-    """The entry's name and the settings it hashes (kept in the entry for a reader)."""
+    """The entry's name and the settings it hashes (kept in the entry for a reader); the
+    backbone fields its backbone does not read are left out (backbone.canonical)."""
+    from bench.engine.backbone import canonical
+
+    backbone = canonical(backbone)
     meta = {
         "format": FORMAT_VERSION, "kind": kind, "task": task_fingerprint(task), "n_items": n_items,
         "backbone": dataclasses.asdict(backbone), "train": dataclasses.asdict(train), "seed": seed,
@@ -108,7 +119,7 @@ def entry_key(kind: str, task, n_items: int, backbone, train, seed: int, device:
         "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32],
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "exact_loss": softmax.exact_loss_path(device) if train.loss == "full" else "sampled",
-        "code": code_fingerprint(code), "extra": extra or {},
+        "code": code_fingerprint(code + backbone_source(backbone)), "extra": extra or {},
     }
     text = json.dumps(meta, sort_keys=True, default=str)
     return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}", meta

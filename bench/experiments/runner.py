@@ -29,6 +29,7 @@ from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
 from bench.results.store import MethodRecord, RunStore
 from bench.engine.tasks import Dataset, Task
+from bench.engine.backbone import check_sites
 from bench.engine.context import MethodContext
 from bench.engine import distributed, softmax, t1cache
 from bench.engine.training import enable_tf32, evaluate
@@ -77,9 +78,20 @@ def prepare(config: RunConfig, memory_check: bool = False) -> tuple[Dataset, lis
     device = resolve_device(config.device)
     if memory_check:
         check_memory(config, device)
+    methods = resolve_methods(config.methods)
+    check_backbone_sites(methods, config)
     dataset = load_dataset(config.dataset, config.dataset_options, config.data_dir)
     order = resolve_order(config.order, len(dataset.tasks))
-    return dataset, dataset.ordered(order), resolve_methods(config.methods)
+    return dataset, dataset.ordered(order), methods
+
+
+def check_backbone_sites(methods: list[str], config: RunConfig) -> None:
+    """Every method's required sites exist on the run's backbone (one error line naming the
+    method, the backbone and the site), before any data is read or model trained."""
+    for name in methods:
+        cls = METHODS.get(name)
+        options = from_dict(cls.Options, METHODS.options(name, config.method_options), f"method_options.{name}")
+        check_sites(name, cls.required_sites(options), config.backbone)
 
 
 def preflight(config: RunConfig, memory_check: bool = True) -> tuple[int, list[str]]:
