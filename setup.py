@@ -1,13 +1,14 @@
 """Package layout only (metadata is in pyproject.toml).
 
-The repository keeps the design card's top-level folders, but `methods/` and `datasets/`
-install as `bench.methods` and `bench.datasets`: top-level names that generic would clash
+The repository keeps the design card's top-level folders, but `methods/`, `datasets/` and
+`backbones/` install as `bench.methods`, `bench.datasets` and `bench.backbones`: top-level names that generic would clash
 with other packages (HuggingFace `datasets`). Every sub-package is found automatically.
 """
 
 from setuptools import find_packages, setup
 
-PACKAGE_DIR = {"bench": "bench", "bench.methods": "methods", "bench.datasets": "datasets"}
+PACKAGE_DIR = {"bench": "bench", "bench.methods": "methods", "bench.datasets": "datasets",
+               "bench.backbones": "backbones"}
 # Data, not code: the published tables `bench reproduce` compares with ship inside the package.
 DATA_DIR = {"bench.reference": "results/reference"}
 

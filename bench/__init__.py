@@ -9,8 +9,8 @@ from pathlib import Path as _Path
 
 __version__ = "0.1.0"
 
-# Installed, `bench.methods` and `bench.datasets` are the repository's top-level methods/ and
-# datasets/ folders (setup.py maps them). Run from a source checkout, this bench/ may be the
+# Installed, `bench.methods`, `bench.datasets` and `bench.backbones` are the repository's
+# top-level methods/, datasets/ and backbones/ folders (setup.py maps them). Run from a source checkout, this bench/ may be the
 # one Python finds first, so look for them beside it too; site-packages has no setup.py.
 _checkout = _Path(__file__).resolve().parent.parent
 if (_checkout / "setup.py").is_file() and (_checkout / "methods" / "__init__.py").is_file():

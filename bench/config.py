@@ -17,12 +17,20 @@ from bench.errors import BenchError
 
 # Where runs, sweeps and tuning studies are stored unless --results says otherwise.
 DEFAULT_ROOT = Path("results")
+# Every seed: numpy's legacy RandomState (Optuna's samplers) takes 0..2**32-1, torch less than 2**64.
+SEED_BOUNDS = {"min": 0, "max": 2**32 - 1}
+# Above about 3e37 Adam's first step (lr / (1 - beta1)) overflows float32: a traceback, not a run.
+LR_BOUNDS = {"gt": 0, "max": 1e30}
 
 
 @dataclass
 class BackboneConfig:
-    """NextItNet shape. These defaults are the small `quick` preset (d=64, 2 blocks); the released
-    Conure/TERACON code uses d=256 and dilations [1,4]x4, which `--preset paper` sets (bench/presets.py)."""
+    """The user encoder. `name` picks the backbone (bench/backbones/, `bench list`); `options`
+    are that backbone's own (its `Options` dataclass, e.g. SASRec's heads and blocks).
+    `embedding_dim` is every backbone's width; `dilations`, `kernel_size`, `dropout`, `block`
+    and `conv_bias` shape NextItNet (a backbone reads the fields it names in `config_fields`).
+    These defaults are the small `quick` preset (d=64, 2 blocks); the released Conure/TERACON
+    code uses d=256 and dilations [1,4]x4, which `--preset paper` sets (bench/presets.py)."""
 
     embedding_dim: int = field(default=64, metadata={"min": 1})
     dilations: list[int] = field(default_factory=lambda: [1, 4], metadata={"min": 1, "min_len": 1})
@@ -33,6 +41,9 @@ class BackboneConfig:
     # executes (ops.py nextitnet_residual_block_withmask_pre_beforeln).
     block: Literal["post_ln", "pre_ln"] = "post_ln"
     conv_bias: bool = True  # False: conv biases fixed at 0 (Conure's code never trains them)
+    name: str = "nextitnet"  # the backbone (docs/backbones.md): nextitnet, sasrec, or a plugin's
+    # the backbone's own options, checked against its Options (--set backbone.options.n_heads=2)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,7 +56,7 @@ class FirstTaskSchedule:
 
     epochs: int | None = field(default=None, metadata={"min": 1})
     batch_size: int | None = field(default=None, metadata={"min": 1})
-    lr: float | None = field(default=None, metadata={"gt": 0})
+    lr: float | None = field(default=None, metadata=LR_BOUNDS)
     patience: int | None = field(default=None, metadata={"min": 1})
 
 
@@ -53,7 +64,7 @@ class FirstTaskSchedule:
 class TrainConfig:
     epochs: int = field(default=10, metadata={"min": 1})
     batch_size: int = field(default=128, metadata={"min": 1})
-    lr: float = field(default=1e-3, metadata={"gt": 0})
+    lr: float = field(default=1e-3, metadata=LR_BOUNDS)
     weight_decay: float = field(default=0.0, metadata={"min": 0})
     patience: int = field(default=3, metadata={"min": 1})  # epochs without validation gain (counted after min_epochs)
     # Epochs always trained before early stopping may end a task: on a small validation split
@@ -107,7 +118,7 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=lambda: ["all"], metadata={"min_len": 1})
     order: list[int] | None = field(default=None, metadata={"min": 1, "min_len": 1})  # 1-based; None = the dataset's order
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     device: str = "auto"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -303,12 +314,14 @@ def build_run_config(data: dict[str, Any]) -> RunConfig:
     fields, the dataset's options, and the options and train overrides of every method
     named, whether it is selected or not (a typo for an unselected method is still a typo).
     """
-    from bench.registry import DATASETS, METHODS
+    from bench.registry import BACKBONES, DATASETS, METHODS
 
     data = apply_preset_and_dataset_defaults(copy.deepcopy(data))
     config = from_dict(RunConfig, data)
     adapter = DATASETS.get(config.dataset)
     from_dict(adapter.Options, config.dataset_options, "config.dataset_options")
+    config.backbone.name = BACKBONES.canonical(config.backbone.name)
+    from_dict(BACKBONES.get(config.backbone.name).Options, config.backbone.options, "config.backbone.options")
     config.method_options = _by_method_name(config.method_options, "method_options")
     config.method_train = _by_method_name(config.method_train, "method_train")
     for method, options in config.method_options.items():

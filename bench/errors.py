@@ -30,10 +30,13 @@ class WriteError(BenchError, OSError):
 class DivergenceError(BenchError):
     """Training diverged: a non-finite loss or score. The runner prefixes the method's name."""
 
-    def __init__(self, task: str, problem: str, epoch: int | None = None, step: int | None = None):
+    def __init__(self, task: str, problem: str, epoch: int | None = None, step: int | None = None,
+                 hint: str | None = None):
+        """`hint`: what to try; by default lowering the lr or skipping non-finite steps (a
+        message raised with skipping already on says what was tried instead)."""
         where = "" if epoch is None else f" at epoch {epoch}" + ("" if step is None else f", step {step}")
-        super().__init__(f"task {task}: {problem}{where}; lower train.lr, or skip steps with a non-finite "
-                         "loss with --set train.nonfinite=skip")
+        hint = hint or "lower train.lr, or skip steps with a non-finite loss with --set train.nonfinite=skip"
+        super().__init__(f"task {task}: {problem}{where}; {hint}")
 
     def of_method(self, method: str) -> "DivergenceError":
         """The same error, its message led by the method's name."""

@@ -81,20 +81,46 @@ def write_torch_keeping_previous(path: Path, obj: Any) -> None:
     write_torch(path, obj)
 
 
+def load_tensors(path: Path, map_location: Any = None) -> Any:
+    """A file written by `write_torch`, read as tensors and plain data only (torch.load with
+    weights_only=True): a file holding anything else, a pickled object whose loading would run
+    code included, raises `pickle.UnpicklingError` instead of being executed. Every file the
+    harness stores with torch.save is read through here (docs/security-loading.md)."""
+    import torch
+    from torch.torch_version import TorchVersion
+
+    # torch.__version__ is a str subclass: T1-cache entries written before issue 22 hold one
+    with torch.serialization.safe_globals([TorchVersion]):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+#: what a damaged or foreign torch file raises in `load_tensors`
+LOAD_ERRORS = (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, AttributeError,
+               TypeError, KeyError, IndexError, UnicodeDecodeError)
+
+
+def load_failure(error: BaseException) -> str:
+    """A damaged file's reason in a few words; a file refused by weights_only says so plainly
+    (torch's own message is a page of advice to load it unsafely)."""
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError) and "weights_only" in text.lower().replace(" ", "_"):
+        return "it holds Python objects, not only tensors and plain data, and is never loaded"
+    return text.split(". ")[0].strip().splitlines()[0][:200] if text.strip() else type(error).__name__
+
+
 def load_torch_with_fallback(path: Path, map_location: Any = None) -> Any:
     """The latest checkpoint at `path`, or the previous one (with a warning naming the damaged
     file) when the latest is unreadable; None when neither exists. Raises `UnreadableFile`
-    when the only ones there are damaged."""
-    import torch
-
+    when the only ones there are damaged. Read by `load_tensors`: a file that holds more than
+    tensors and plain data is damaged, never run."""
     path, failures = Path(path), []
     for candidate in (path, previous_path(path)):
         if not candidate.exists():
             continue
         try:
-            loaded = torch.load(candidate, map_location=map_location, weights_only=False)
-        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
-            failures.append((candidate, str(error).split(". ")[0].strip() or type(error).__name__))
+            loaded = load_tensors(candidate, map_location=map_location)
+        except LOAD_ERRORS as error:
+            failures.append((candidate, load_failure(error)))
             continue
         for damaged, reason in failures:
             print(f"warning: {damaged} is unreadable ({reason}); using the previous checkpoint {candidate}",

@@ -1,13 +1,13 @@
-"""Name -> factory registries for methods and datasets.
+"""Name -> factory registries for methods, datasets and backbones.
 
 Plugins register themselves on import (`@METHODS.register("Conure")`), so the runner and
 the CLI never need an if/else chain over names. Three kinds of plugin register:
 
-* the built-in modules of `bench/methods/` and `bench/datasets/`, which are imported only
+* the built-in modules of `bench/methods/`, `bench/datasets/` and `bench/backbones/`, which are imported only
   when one of their entries is used: their names, docstrings and literal class attributes
   are read from the source (`ast`), so `bench list` answers without importing torch;
 * installed distributions that declare an entry point in the group `bench.methods` or
-  `bench.datasets` (the convention pytest plugins use), imported on first use;
+  `bench.datasets` or `bench.backbones` (the convention pytest plugins use), imported on first use;
 * files given as `--plugin path/to/file.py` (see `load_file`).
 
 A method row may name *variants* of a method: `TERACON+floor` is TERACON with the option
@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
 from bench.errors import BenchError
+from bench.results.names import safe_name
 
 T = TypeVar("T")
 
 # Entry-point groups, and the built-in package that holds each registry's own plugins.
-GROUPS = {"method": "bench.methods", "dataset": "bench.datasets"}
+GROUPS = {"method": "bench.methods", "dataset": "bench.datasets", "backbone": "bench.backbones"}
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Registry(Generic[T]):
 
 def _registrations(path: Path, kind: str) -> list[tuple[str, dict[str, Any]]]:
     """(name, literal attributes) of each class registered in one source file."""
-    registry = {"method": "METHODS", "dataset": "DATASETS"}[kind]
+    registry = {"method": "METHODS", "dataset": "DATASETS", "backbone": "BACKBONES"}[kind]
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     found = []
     for node in tree.body:
@@ -203,6 +204,7 @@ class MethodRegistry(Registry):
 
 METHODS: MethodRegistry = MethodRegistry("method")
 DATASETS: Registry = Registry("dataset")
+BACKBONES: Registry = Registry("backbone")
 _loaded = False
 
 
@@ -214,9 +216,9 @@ def load_plugins() -> None:
     _loaded = True
     from importlib.metadata import entry_points
 
-    for registry in (METHODS, DATASETS):
+    for registry in (METHODS, DATASETS, BACKBONES):
         registry._scan(GROUPS[registry.kind])
-    for registry in (METHODS, DATASETS):
+    for registry in (METHODS, DATASETS, BACKBONES):
         for point in entry_points(group=GROUPS[registry.kind]):
             try:
                 point.load()
@@ -226,7 +228,7 @@ def load_plugins() -> None:
 
 
 def load_file(path: str | Path) -> None:
-    """Import one plugin file (`--plugin`), so its `@METHODS.register`/`@DATASETS.register` run."""
+    """Import one plugin file (`--plugin`), so its `@METHODS/DATASETS/BACKBONES.register` run."""
     path = Path(path).resolve()
     if not path.is_file():
         raise BenchError(f"--plugin {path}: no such file")
@@ -256,7 +258,8 @@ def resolve_methods(names: list[str]) -> list[str]:
     resolved: list[str] = []
     for name in names:
         expanded = METHODS.names() if name.lower() == "all" else [METHODS.canonical(name)]
-        resolved += [n for n in expanded if n not in resolved]
+        # a row names the run's folder methods/<row>: a plugin's name must be a safe one
+        resolved += [safe_name(n, "method") for n in expanded if n not in resolved]
     bases = list(dict.fromkeys(METHODS.base_name(row) for row in resolved))
     rank = {name: index for index, name in enumerate(PAPER_ORDER)}
 

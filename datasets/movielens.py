@@ -25,8 +25,10 @@ from typing import Literal
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from bench.errors import BenchError
+from bench.config import SEED_BOUNDS
+from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
 from bench.datasets.base import TableAdapter
@@ -50,7 +52,7 @@ class MovieLensOptions:
     split: Literal["reference", "user"] = "reference"  # or "user"; see datasets/splitting.py
     valid_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
     test_fraction: float = field(default=0.15, metadata={"min": 0, "max": 1})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     cache: bool = True
     cache_dir: str | None = None
 
@@ -157,14 +159,37 @@ def derive(data: Ratings, options: MovieLensOptions) -> tuple[dict[str, np.ndarr
     return arrays, meta
 
 
+def check_profiles(profiles, path: Path, header: bool) -> None:
+    """A user on two lines of the profile file with different values is an error naming both
+    lines: the class tasks would otherwise keep whichever line came first, without a word.
+    Repeated identical lines are harmless and kept once."""
+    from bench.datasets.ttl_parse import line_number
+
+    repeated = profiles[profiles["user"].duplicated(keep=False)]
+    if repeated.empty:
+        return
+    columns = [column for column in profiles.columns if column != "user"]
+    for user, group in repeated.groupby("user", sort=False):
+        first = group.iloc[0]
+        for position, row in group.iloc[1:].iterrows():
+            for column in columns:
+                if row[column] != first[column] and not (pd.isna(row[column]) and pd.isna(first[column])):
+                    line, earlier = (line_number(path, int(index) + header) for index in (position, group.index[0]))
+                    raise DataFormatError(path, line, f"user {user} has {column} {row[column]} here but "
+                                          f"{first[column]} on line {earlier}; give each user one profile line")
+
+
 def load_tables(data_dir: Path, options: MovieLensOptions) -> tuple[dict[str, np.ndarray], dict, str]:
     source = detect(data_dir, options.format)
-    cache = (ArrayCache(options.cache_dir, cache_key(f"movielens-{source.format}", source.files,
-                                                     options.derivation())) if options.cache else None)
+    key = (cache_key(f"movielens-{source.format}", source.files, options.derivation(), options.cache_dir)
+           if options.cache else None)
+    cache = ArrayCache(options.cache_dir, key) if key is not None else None
 
     def build():
         note("movielens", f"reading {', '.join(p.name for p in source.files)} ({source.format})")
         ratings = read(source)
+        if ratings.profiles is not None:
+            check_profiles(ratings.profiles, source.files[-1], header=source.format == "recbole")
         note("movielens", f"deriving the tasks from {len(ratings.ratings):,} ratings")
         arrays, meta = derive(ratings, options)
         meta["source"] = f"{source.format} ({', '.join(p.name for p in source.files)})"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import from_dict
+from bench.config import SEED_BOUNDS, from_dict
 from bench.errors import BenchError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, Task, TaskKind, TaskSplit
@@ -34,7 +34,7 @@ class SyntheticOptions:
     label_noise: float = field(default=0.3, metadata={"min": 0})  # Gumbel noise scale relative to the label signal
     valid_fraction: float = field(default=0.1, metadata={"min": 0, "max": 1})
     test_fraction: float = field(default=0.1, metadata={"min": 0, "max": 1})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
 
     def validate(self) -> None:
         if self.n_users < 20 or self.n_items < self.n_topics or self.seq_len < 4:

@@ -21,6 +21,7 @@ by that sequence; a line whose sequence is not a T1 sequence is an error unless
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from bench.config import from_dict
+from bench.config import SEED_BOUNDS, from_dict
 from bench.errors import BenchError, DataFormatError
 from bench.registry import DATASETS
 from bench.engine.tasks import Dataset, TaskKind
@@ -58,7 +59,7 @@ class TTLOptions:
     split: Literal["reference", "user"] = "reference"  # or "user"; see datasets/splitting.py
     valid_fraction: float = field(default=0.05, metadata={"min": 0, "max": 1})
     test_fraction: float = field(default=0.15, metadata={"min": 0, "max": 1})
-    seed: int = field(default=0, metadata={"min": 0})
+    seed: int = field(default=0, metadata=SEED_BOUNDS)
     require_t1_users: bool = True
     cache: bool = True
     cache_dir: str | None = None  # default: $BENCH_DATA/cache or ~/.cache/bench/cache
@@ -170,7 +171,7 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
     n_rows = len(t1)
     arrays = {"item_ids": item_ids, "rows_1": np.arange(len(t1), dtype=np.int64),
               "targets_1": t1[:, -1].astype(np.int64)}
-    n_targets = [len(item_ids)]
+    n_targets, warnings = [len(item_ids)], []
     for number, path in enumerate(paths[1:], start=2):
         note("ttl", f"reading {path.name} ({number}/{len(paths)})")
         parsed = read_ttl(path, with_targets=True)
@@ -190,13 +191,40 @@ def parse(paths: list[Path], options: TTLOptions) -> tuple[dict[str, np.ndarray]
             rows[unmatched] = n_rows + np.arange(len(unmatched))
             pooled.append(sequences[unmatched])
             n_rows += len(unmatched)
+        if options.kinds[number - 1] == "class":
+            conflict = label_conflict(path, rows, parsed.target_values)
+            if conflict:
+                print(f"warning: {conflict}", file=sys.stderr)
+                warnings.append(conflict)
         target_ids, targets = np.unique(parsed.target_values, return_inverse=True)
         arrays[f"rows_{number}"] = np.repeat(rows, parsed.target_counts)
         arrays[f"targets_{number}"] = targets.astype(np.int64)
         arrays[f"target_ids_{number}"] = target_ids
         n_targets.append(len(target_ids))
     arrays["sequences"] = np.concatenate(pooled) if len(pooled) > 1 else t1
-    return arrays, {"n_targets": n_targets, "n_t1_users": len(t1)}
+    return arrays, {"n_targets": n_targets, "n_t1_users": len(t1), "warnings": warnings}
+
+
+def label_conflict(path: Path, rows: np.ndarray, labels: np.ndarray) -> str | None:
+    """The first two lines of a class file that give one user (one T1 sequence) different
+    labels, and how many users have such lines; None when there are none.
+
+    The rule is the released loader's (TERACON data_loader.py Data_Loader_Sup): every line is
+    an instance of its own, so both labels are kept; the warning says that they disagree."""
+    if len(rows) < 2:
+        return None
+    order = np.lexsort((np.arange(len(rows)), rows))  # by user, then line
+    same_user = rows[order][1:] == rows[order][:-1]
+    differ = same_user & (labels[order][1:] != labels[order][:-1])
+    if not differ.any():
+        return None
+    users = np.unique(rows[order][1:][differ])
+    lines = np.flatnonzero(rows == rows[np.flatnonzero(np.isin(rows, users))[0]])  # the first such user's
+    a = int(lines[0])
+    b = int(next(line for line in lines if labels[line] != labels[a]))
+    return (f"{path}: lines {line_number(path, a)} and {line_number(path, b)} give one user the labels "
+            f"{labels[a]} and {labels[b]} ({len(users)} user(s) with conflicting labels); as in the released "
+            "loader, each line is kept as an instance of its own")
 
 
 def _map_items(sequences: np.ndarray, index: ItemIndex, path: Path, width: int, t1_path: Path) -> np.ndarray:
@@ -223,7 +251,8 @@ def load_tables(data_dir: Path, options: TTLOptions) -> tuple[dict[str, np.ndarr
     paths = locate(data_dir, options.files)
     settings = {"files": options.files, "kinds": options.kinds,
                 "require_t1_users": options.require_t1_users}
-    cache = ArrayCache(options.cache_dir, cache_key("ttl", paths, settings)) if options.cache else None
+    cache = (ArrayCache(options.cache_dir, cache_key("ttl", paths, settings, options.cache_dir))
+             if options.cache else None)
     arrays, meta, state = load_or_build(cache, lambda: parse(paths, options), "ttl")
     if state == "miss":
         try:
@@ -252,6 +281,9 @@ class TTL(TableAdapter):
     def tables(cls, options: TTLOptions, data_dir: Path) -> Tables:
         options.validate()
         arrays, meta, cache_state = load_tables(Path(data_dir), options)
+        if cache_state == "hit":  # the parse warned when it read the files; a cached load says it again
+            for warning in meta.get("warnings", []):
+                print(f"warning: {warning}", file=sys.stderr)
         tasks = [
             TableTask(name, TaskKind(kind), arrays[f"rows_{number}"], arrays[f"targets_{number}"],
                       meta["n_targets"][number - 1], f"{name} from {file}")

@@ -1,9 +1,11 @@
-"""Task-gated units for NextItNet: what HAT and TERACON share.
+"""Task-gated units: what HAT and TERACON share, on any backbone with gate sites.
 
-Both methods multiply the output units (channels) of every convolution by a per-task
-mask in [0, 1]. `UnitGate` wraps a block sub-layer and multiplies its output by the mask
-set for the current forward pass; the mask is set by `masked` and always cleared
-afterwards, so no tensor (or autograd graph) is left on the module when it is pickled.
+Both methods multiply the output units of every *unit layer* the backbone names
+(bench/engine/backbone.py `unit_layers`: NextItNet's conv channels after their ReLU,
+SASRec's attention and feed-forward outputs) by a per-task mask in [0, 1]. `UnitGate` is
+the hook installed on a layer's gate sites; it multiplies by the mask set for the current
+forward pass; the mask is set by `masked` and always cleared afterwards, so no tensor (or
+autograd graph) is left on the module when it is pickled.
 """
 
 from __future__ import annotations
@@ -14,60 +16,62 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from bench.engine.backbone import NextItNet
-from bench.errors import BenchError
+from bench.engine.backbone import UnitLayer, missing_site, require_sites
 
 
 class UnitGate(nn.Module):
-    """`inner(x) * mask`; the mask broadcasts over (B, L, d)."""
+    """`x * mask`; the mask broadcasts over (B, L, units)."""
 
-    def __init__(self, inner: nn.Module):
+    def __init__(self):
         super().__init__()
-        self.inner = inner
         self.mask: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mask is None:
             raise RuntimeError("UnitGate used outside `masked(...)`: no task mask is set")
-        return self.inner(x) * self.mask
+        return x * self.mask
 
 
-def install_gates(encoder: NextItNet, gate_conv_outputs: bool) -> list[list[UnitGate]]:
-    """Gate every residual block's two unit layers; returns, per gated layer, its gates.
+def unit_layers(encoder: nn.Module, method: str, gate_conv_outputs: bool = False) -> list[UnitLayer]:
+    """The encoder's unit layers, or the one missing-site error naming `method`."""
+    kind = "norm_gates" if gate_conv_outputs else "gates"
+    layers = require_sites(encoder, kind, method)
+    if len(layers) != len(encoder.unit_layers()):  # some layers cannot be gated before their norm
+        raise missing_site(method, type(encoder), kind)
+    if len({layer.units for layer in layers}) != 1:
+        raise ValueError(f"{method}: every gated layer must have the same number of units")
+    return encoder.unit_layers()
 
-    Layer 2b gates block b's conv1 units, layer 2b+1 its conv2 units. The activation is
-    always gated (as in TERACON's and HAT's code). With `gate_conv_outputs` the convolution
-    output is gated too, before the LayerNorm, so that the LayerNorm statistics of a task
-    only see that task's units (variant HAT+lngate, for exact protection; see methods/hat.py).
+
+def install_gates(encoder: nn.Module, gate_conv_outputs: bool, method: str = "HAT/TERACON") -> list[list[UnitGate]]:
+    """Gate every unit layer of `encoder`; returns, per layer, its gates.
+
+    The sub-layer's output (after its activation) is always gated (as in TERACON's and HAT's
+    code). With `gate_conv_outputs` the output before the normalisation is gated too, so that
+    the norm statistics of a task only see that task's units (variant HAT+lngate, for exact
+    protection; see methods/hat.py).
     """
-    if any(block.pre_ln for block in encoder.blocks):
-        raise BenchError("gated methods (HAT, TERACON) gate the conv units after their ReLU: "
-                         "they need backbone.block=post_ln")
     layers = []
-    for block in encoder.blocks:
-        for conv, act in (("conv1", "act1"), ("conv2", "act2")):
-            gates = [UnitGate(getattr(block, act))]
-            setattr(block, act, gates[0])
-            if gate_conv_outputs:
-                gates.append(UnitGate(getattr(block, conv)))
-                setattr(block, conv, gates[-1])
-            layers.append(gates)
+    for layer in unit_layers(encoder, method, gate_conv_outputs):
+        gates = [UnitGate()]
+        layer.output.hook = gates[0]
+        if gate_conv_outputs:
+            gates.append(UnitGate())
+            layer.before_norm.hook = gates[-1]
+        layers.append(gates)
     return layers
 
 
-def gated_layers(encoder: NextItNet) -> list[list[UnitGate]]:
-    """The gates installed in `encoder`, grouped per gated layer (rebuilt, never stored)."""
-    layers = []
-    for block in encoder.blocks:
-        for conv, act in (("conv1", "act1"), ("conv2", "act2")):
-            gates = [m for m in (getattr(block, act), getattr(block, conv)) if isinstance(m, UnitGate)]
-            layers.append(gates)
-    return layers
+def gated_layers(encoder: nn.Module) -> list[list[UnitGate]]:
+    """The gates installed in `encoder`, grouped per unit layer (rebuilt, never stored)."""
+    return [[site.hook for site in (layer.output, layer.before_norm)
+             if isinstance(getattr(site, "hook", None), UnitGate)]
+            for layer in encoder.unit_layers()]
 
 
 @contextmanager
-def masked(encoder: NextItNet, masks: torch.Tensor):
-    """Run `encoder` with `masks[l]` (shape (n_layers, d)) on gated layer l."""
+def masked(encoder: nn.Module, masks: torch.Tensor):
+    """Run `encoder` with `masks[l]` (shape (n_layers, units)) on unit layer l."""
     layers = gated_layers(encoder)
     if len(layers) != len(masks):
         raise ValueError(f"{len(masks)} masks for {len(layers)} gated layers")
@@ -82,8 +86,13 @@ def masked(encoder: NextItNet, masks: torch.Tensor):
                 gate.mask = None
 
 
-def n_gated_layers(encoder: NextItNet) -> int:
-    return 2 * len(encoder.blocks)
+def n_gated_layers(encoder: nn.Module) -> int:
+    return len(encoder.unit_layers())
+
+
+def n_units(encoder: nn.Module) -> int:
+    """Units per gated layer (the width of HAT's and TERACON's per-layer task embeddings)."""
+    return encoder.unit_layers()[0].units
 
 
 def annealed_s(progress: float, smax: float) -> float:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from bench.config import from_dict
-from bench.engine.backbone import UserEncoder
+from bench.engine.backbone import UserEncoder, build_encoder, make_head
 from bench.engine.context import MethodContext  # noqa: F401  (re-exported for plugins)
 from bench.engine.objectives import evaluation_scores
 from bench.engine.tasks import Task
@@ -51,6 +52,11 @@ class ContinualMethod(nn.Module):
     #: named option overrides for what the harness adds to the paper, run as rows
     #: "<Method>+<variant>" (bench/registry.py); never the default
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the backbone sites the method acts on (bench/engine/backbone.py SITE_KINDS), checked
+    #: before any training; a backbone without them is one error naming method, backbone, site
+    sites: ClassVar[tuple[str, ...]] = ()
+    #: how the method acts on each backbone (by backbone name; "*" = any), for `bench list`
+    mechanisms: ClassVar[dict[str, str]] = {}
 
     def __init__(self, context: MethodContext, options: Any = None):
         super().__init__()
@@ -64,6 +70,11 @@ class ContinualMethod(nn.Module):
     def build(cls, context: MethodContext, options: dict | None = None) -> "ContinualMethod":
         parsed = from_dict(cls.Options, options or {}, f"method_options.{cls.registered_name}")  # type: ignore[attr-defined]
         return cls(context, parsed).to(context.device)
+
+    @classmethod
+    def required_sites(cls, options: Any) -> tuple[str, ...]:
+        """The site kinds this method needs with `options` (a variant may need more)."""
+        return cls.sites
 
     @classmethod
     def search_space(cls, trial) -> dict[str, Any]:
@@ -106,6 +117,41 @@ class ContinualMethod(nn.Module):
         self.fit_logs.append(dataclasses.asdict(log))
         return log
 
+    # --- step checkpoints: tensors and plain data, never the pickled object ------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a step checkpoint keeps beside `state_dict()`, as plain data (names, logs,
+        scores, which parameters are frozen), so the file loads with weights_only=True and
+        loading it can never run code (docs/security-loading.md). A method with other plain
+        state between steps extends it and `resume`."""
+        return {"learned": list(self.learned), "fit_logs": copy.deepcopy(self.fit_logs),
+                "variant_scores": copy.deepcopy(self.variant_scores),
+                "frozen": [name for name, p in self.named_parameters(remove_duplicate=False)
+                           if not p.requires_grad]}
+
+    def restore(self, learnt: list[Task], context: MethodContext) -> None:
+        """Re-create the structure (encoders, heads, per-task layers and masks) this method has
+        after learning `learnt`, in that order, with any values: `resume` then loads the step
+        checkpoint's weights into it. Nothing to do for a method whose structure is fixed at
+        construction; a method that grows per task overrides it (never trains, never reads the
+        T1 cache)."""
+
+    def resume(self, learnt: list[Task], context: MethodContext, state: dict[str, torch.Tensor],
+               extra: dict[str, Any]) -> None:
+        """This freshly built method as it was when the step checkpoint (`state_dict()` and
+        `checkpoint_state()`) was written. Raises ValueError when the weights do not fit the
+        restored structure (a method without a matching `restore`)."""
+        self.restore(learnt, context)
+        try:
+            self.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(str(error).strip().splitlines()[0]) from None
+        self.learned = list(extra["learned"])
+        self.fit_logs = copy.deepcopy(extra["fit_logs"])
+        self.variant_scores = copy.deepcopy(extra["variant_scores"])
+        frozen = set(extra["frozen"])
+        for name, parameter in self.named_parameters(remove_duplicate=False):
+            parameter.requires_grad_(name not in frozen)
+
 
 class PerTaskModels(ContinualMethod):
     """Methods that keep a separate encoder and head for every task (DNN, SinMo, FineAll)."""
@@ -119,6 +165,16 @@ class PerTaskModels(ContinualMethod):
         self.encoders[module_key(task)] = encoder
         self.heads[module_key(task)] = head
         self.learned.append(task.name)
+
+    def new_encoder(self, context: MethodContext) -> nn.Module:
+        """A task's encoder before training (the T1 model is one too)."""
+        return context.new_encoder()
+
+    def restore(self, learnt: list[Task], context: MethodContext) -> None:
+        for task in learnt:
+            encoder = self.new_encoder(context)
+            self.encoders[module_key(task)] = encoder
+            self.heads[module_key(task)] = make_head(task, encoder).to(context.device)
 
     def scores(self, task: Task, inputs: torch.Tensor) -> torch.Tensor:
         key = module_key(task)
@@ -136,6 +192,13 @@ class SharedEncoderHeads(ContinualMethod):
     def keep(self, task: Task, head: nn.Module) -> None:
         self.heads[module_key(task)] = head
         self.learned.append(task.name)
+
+    def restore(self, learnt: list[Task], context: MethodContext) -> None:
+        """The T1 model's encoder (context.pretrained's structure) and a head per task."""
+        if learnt:
+            self.encoder = build_encoder(context.n_items, context.backbone).to(context.device)
+        for task in learnt:
+            self.heads[module_key(task)] = make_head(task, self.encoder).to(context.device)
 
     def scores(self, task: Task, inputs: torch.Tensor) -> torch.Tensor:
         return evaluation_scores(task, self.encoder(inputs), self.heads[module_key(task)])

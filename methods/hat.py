@@ -26,6 +26,16 @@ this module's default before issue 11):
 - `lngate`: the conv output is gated before the LayerNorm as well (conv -> gate ->
   LayerNorm -> ReLU -> gate), so a task's LayerNorm statistics see only its own units.
 
+On any backbone (bench/engine/backbone.py) the gated layers are the backbone's *unit
+layers*: NextItNet's conv channels (after each ReLU); on SASRec each block's attention
+output (W_o's units) and feed-forward output (W2's units), i.e. what each sub-layer adds
+to the residual stream. Weights are attenuated by their output unit's cumulative mask;
+parameters that produce units no gate covers (SASRec's Q/K/V projections, the feed-forward
+hidden layer, LayerNorms, positions) serve every task, a^{<t} = 1 there, so eq. 5 freezes
+them once the first task is learnt (on NextItNet every parameter but the item embedding is
+in a unit layer). HAT+lngate needs a norm right after the gated sub-layer, which SASRec
+does not have: it is refused there.
+
 Deviations that remain:
 - optimiser: the harness's Adam and model selection on the validation metric; the
   reference uses SGD lr 0.05 divided by 3 on plateaus (patience 5, down to 1e-4), 100
@@ -47,11 +57,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from bench.engine.backbone import make_head
+from bench.engine.backbone import build_encoder, make_head
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
 from bench.engine.training import TrainHooks
-from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
+from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers, n_units
 from bench.methods.base import ContinualMethod, module_key
 
 
@@ -70,10 +80,19 @@ class HATOptions:
 class HAT(ContinualMethod):
     paper = "Serrà et al., ICML 2018 (baseline in TERACON, KDD 2023)"
     Options = HATOptions
+    sites = ("gates",)
+    mechanisms = {
+        "nextitnet": "masks the conv output channels after each ReLU",
+        "sasrec": "masks each block's attention and feed-forward outputs; ungated weights frozen after T1",
+    }
     variants = {
         "binary": {"binarize": True},  # kept masks 1[e > 0]
         "lngate": {"gate_conv_outputs": True},  # gate before the LayerNorm as well
     }
+
+    @classmethod
+    def required_sites(cls, options) -> tuple[str, ...]:
+        return ("norm_gates",) if options.gate_conv_outputs else cls.sites
 
     @classmethod
     def search_space(cls, trial):
@@ -107,13 +126,26 @@ class HAT(ContinualMethod):
         return self.options.c * (mask * free).sum() / free.sum().clamp(min=1e-8)
 
     # --- learning ----------------------------------------------------------------------
+    def restore(self, learnt, context) -> None:
+        """The gated T1 encoder, a^{<t}'s shape, and each learnt task's head and embedding."""
+        if not learnt:
+            return
+        self.encoder = build_encoder(context.n_items, context.backbone).to(context.device)
+        install_gates(self.encoder, gate_conv_outputs=self.options.gate_conv_outputs, method="HAT")
+        self.used = torch.zeros(n_gated_layers(self.encoder), n_units(self.encoder),
+                                device=context.device)
+        for task in learnt:
+            key = module_key(task)
+            self.heads[key] = make_head(task, self.encoder).to(context.device)
+            self.task_embeddings[key] = nn.Parameter(torch.zeros(self.used.shape, device=context.device))
+
     def learn(self, tasks, context) -> None:
         for task in tasks:
             first = self.encoder is None
             if first:
                 self.encoder, head = context.pretrained(task)
-                install_gates(self.encoder, gate_conv_outputs=self.options.gate_conv_outputs)
-                n_layers, d = n_gated_layers(self.encoder), self.encoder.embedding.embedding_dim
+                install_gates(self.encoder, gate_conv_outputs=self.options.gate_conv_outputs, method="HAT")
+                n_layers, d = n_gated_layers(self.encoder), n_units(self.encoder)
                 self.used = torch.zeros(n_layers, d, device=context.device)
             else:
                 head = make_head(task, self.encoder).to(context.device)
@@ -122,6 +154,8 @@ class HAT(ContinualMethod):
             self.task_embeddings[key] = nn.Parameter(torch.randn(self.used.shape, device=context.device))
             self.record(self._fit(task, key, context))
             self.encoder.embedding.weight.requires_grad_(False)  # shared input, ungated
+            for parameter in self.ungated_parameters():  # units every task uses (a^{<t} = 1)
+                parameter.requires_grad_(False)
             head.requires_grad_(False)
             self.task_embeddings[key].requires_grad_(False)
             self.used = torch.maximum(self.used, self.kept_mask(key))
@@ -157,23 +191,34 @@ class HAT(ContinualMethod):
     def attenuation_factors(self) -> dict[nn.Parameter, torch.Tensor]:
         """1 - min(a^{<t}_out, a^{<t}_in) per backbone weight (eq. 5), shaped like it.
 
-        The residual stream that feeds conv1 is used by every task (in-mask 1), so conv1
-        weights are attenuated by their output unit alone, as HAT does for a first layer.
+        A weight's output units are its unit layer's; its input units are the unit layer the
+        backbone names as its source, or none: an input no gate covers (NextItNet's residual
+        stream feeding conv1) is used by every task (in-mask 1), so such weights are
+        attenuated by their output unit alone, as HAT does for a first layer.
         """
         used = self.used
         factors = {}
-        for b, block in enumerate(self.encoder.blocks):
-            out1, out2 = used[2 * b], used[2 * b + 1]
-            conv1, conv2 = (getattr(conv, "inner", conv) for conv in (block.conv1, block.conv2))
-            factors[conv1.weight] = (1 - out1)[:, None, None].expand_as(conv1.weight)
-            factors[conv2.weight] = (1 - torch.minimum(out2[:, None], out1[None, :]))[..., None].expand_as(conv2.weight)
-            for conv, out in ((conv1, out1), (conv2, out2)):
-                if conv.bias is not None:
-                    factors[conv.bias] = 1 - out
-            for norm, out in ((block.norm1, out1), (block.norm2, out2)):
-                factors[norm.weight] = 1 - out
-                factors[norm.bias] = 1 - out
+        layers = self.encoder.unit_layers()
+        for index, layer in enumerate(layers):
+            out = used[index]
+            for weight, source in layer.weights:
+                if source is None:
+                    factor = 1 - out
+                else:
+                    factor = 1 - torch.minimum(out[:, None], used[source][None, :])
+                factors[weight] = factor.reshape(factor.shape + (1,) * (weight.dim() - factor.dim())).expand_as(weight)
+            for parameter in layer.unit_params:
+                factors[parameter] = 1 - out
         return factors
+
+    def ungated_parameters(self) -> list[nn.Parameter]:
+        """Backbone parameters outside every unit layer (SASRec's attention projections,
+        positions, norms): they produce units no gate covers, which every task uses, so
+        HAT's eq. 5 (with a^{<t} = 1 there) freezes them once the first task is learnt.
+        On NextItNet every parameter but the item embedding belongs to a unit layer."""
+        covered = {id(p) for layer in self.encoder.unit_layers()
+                   for p in [w for w, _ in layer.weights] + layer.unit_params}
+        return [p for p in self.encoder.parameters() if id(p) not in covered]
 
 
 class GradientAttenuation:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.engine.backbone import make_head
+from bench.engine.backbone import build_encoder, make_head
 from bench.errors import BenchError
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
@@ -92,6 +92,12 @@ class MTL(ContinualMethod):
         if len(weights) != len(tasks):
             raise BenchError(f"MTL: task_weights has {len(weights)} entries for {len(tasks)} joint tasks")
         return [float(w) for w in weights]
+
+    def restore(self, learnt, context) -> None:
+        """The shared encoder and a head per learnt task (T1 first, then the joint ones)."""
+        if learnt:
+            self.encoder = build_encoder(context.n_items, context.backbone).to(context.device)
+            self.add_heads(learnt, context)
 
     def add_heads(self, tasks, context) -> None:
         for task in tasks:

@@ -14,6 +14,14 @@ What the paper specifies, and what this module does:
 - Old tasks are scored with their own patches, norms and head, over the untouched
   backbone, so their scores never change: #B = 1 and each task adds a few % parameters.
 
+On any backbone (bench/engine/backbone.py) the patches go to the backbone's *patch sites*
+and the norms to its *norm sites*: NextItNet's dilated convolutions and LayerNorms; on
+SASRec the attention and the feed-forward sub-layer of every block (the patch reads what
+the sub-layer reads, the normalised stream, and adds to its output, i.e. in the residual
+branch) and every LayerNorm, the final one included. Tenrec's sas4transfer.py inserts one
+bottleneck (with its own LayerNorm) on the residual stream after each Transformer block;
+PeterRec's paper inserts at every convolution, which is what per-sub-layer sites mirror.
+
 Deviations from the released code (`fajieyuan/SIGIR2020_peterrec`):
 - the patch uses ReLU where ops.py (get_mp) uses GELU, and for the parallel variant the
   code adds the patch's own identity skip as well (conv(x) + x + patch(x), ops.py
@@ -37,7 +45,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.engine.backbone import CausalConv1d, make_head
+from bench.engine.backbone import build_encoder, make_head, require_sites
 from bench.errors import BenchError
 from bench.engine.objectives import training_loss
 from bench.registry import METHODS
@@ -75,38 +83,42 @@ class ModelPatch(nn.Module):
         return self.up(torch.relu(self.down(x)))
 
 
-class PatchedConv(TaskSwitched):
-    """A frozen dilated convolution plus the active task's patch (none for T1)."""
+class TaskPatches(TaskSwitched):
+    """The hook PeterRec installs on a patch site: the active task's patch (none for T1)."""
 
-    def __init__(self, conv: CausalConv1d, insertion: str):
+    def __init__(self, channels: int, insertion: str):
         super().__init__()
-        self.conv = conv
+        self.channels = channels
         self.insertion = insertion
         self.patches = nn.ModuleDict()
         self.active: str | None = None
 
-    def add_task(self, key: str, bottleneck: int, init_std: float) -> ModelPatch:
-        patch = ModelPatch(self.conv.out_channels, bottleneck, init_std).to(self.conv.weight.device)
+    def add_task(self, key: str, bottleneck: int, init_std: float, device: torch.device) -> ModelPatch:
+        patch = ModelPatch(self.channels, bottleneck, init_std).to(device)
         self.patches[key] = patch
         return patch
 
     def select(self, key: str, position: int) -> None:
         self.active = key
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
+    def forward(self, inputs: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         if self.active not in self.patches:  # the task the backbone was trained on
             return out
         patch = self.patches[self.active]
         if self.insertion == "serial":
             return out + patch(out)
-        return out + patch(x)
+        return out + patch(inputs)
 
 
 @METHODS.register("PeterRec")
 class PeterRec(TaskSwitchedMethod):
     Options = PeterRecOptions
     paper = "PeterRec (Yuan et al., SIGIR 2020)"
+    sites = ("patches", "norms")
+    mechanisms = {
+        "nextitnet": "a bottleneck patch at every dilated convolution, task-specific LayerNorms",
+        "sasrec": "a bottleneck patch at every attention and feed-forward sub-layer (residual branch), task-specific LayerNorms",
+    }
 
     @classmethod
     def search_space(cls, trial):
@@ -124,17 +136,20 @@ class PeterRec(TaskSwitchedMethod):
         encoder, head = context.pretrained(task)
         encoder.requires_grad_(False)
         head.requires_grad_(False)
+        self._install_backbone(task, encoder, head)
+
+    def _install_backbone(self, task, encoder, head) -> None:
         key = module_key(task)
-        for block in encoder.blocks:
-            block.conv1 = PatchedConv(block.conv1, self.options.insertion)
-            block.conv2 = PatchedConv(block.conv2, self.options.insertion)
-        make_norms_task_specific(encoder, key)
+        for site in require_sites(encoder, "patches", "PeterRec"):
+            site.hook = TaskPatches(site.channels, self.options.insertion)
+        make_norms_task_specific(encoder, key, "PeterRec")
         self.encoder = encoder
         self.first_key = key
         self.heads[key] = head
 
-    def patched_convs(self) -> list[PatchedConv]:
-        return [layer for layer in self.encoder.modules() if isinstance(layer, PatchedConv)]
+    def patched_convs(self) -> list[TaskPatches]:
+        """The patch hooks at the backbone's patch sites (NextItNet: every dilated conv)."""
+        return [site.hook for site in self.encoder.patch_sites() if isinstance(site.hook, TaskPatches)]
 
     def _add_task_modules(self, task, context) -> list[nn.Parameter]:
         """Patches, layer-norm copies and a head for `task`; returns the parameters to train."""
@@ -142,12 +157,24 @@ class PeterRec(TaskSwitchedMethod):
         bottleneck = self.options.bottleneck_dim or max(1, context.backbone.embedding_dim // 8)
         params: list[nn.Parameter] = []
         for conv in self.patched_convs():
-            params += conv.add_task(key, bottleneck, self.options.init_std).parameters()
+            params += conv.add_task(key, bottleneck, self.options.init_std, self.encoder.embedding.weight.device).parameters()
         for norm in task_norms(self.encoder):
             params += norm.add_task(key, source=norm.norms[self.first_key]).parameters()
         head = make_head(task, self.encoder).to(context.device)
         self.heads[key] = head
         return params + list(head.parameters())
+
+    def restore(self, learnt, context) -> None:
+        """T1's encoder made task-switched, then each later task's patches, norms and head."""
+        if not learnt:
+            return
+        first, *later = learnt
+        encoder = build_encoder(context.n_items, context.backbone).to(context.device)
+        self._install_backbone(first, encoder, make_head(first, encoder).to(context.device))
+        for position, task in enumerate(learnt, start=1):
+            self.positions[module_key(task)] = position
+        for task in later:
+            self._add_task_modules(task, context)
 
     # --- the runner's interface ------------------------------------------------------------
     def learn(self, tasks, context) -> None:
@@ -184,10 +211,8 @@ class PeterRec(TaskSwitchedMethod):
 
     def backbone_parameter_count(self) -> int:
         """The frozen T1 backbone: embeddings, convolutions and T1's layer norms."""
-        total = self.encoder.embedding.weight.numel()
-        for conv in self.patched_convs():
-            total += sum(p.numel() for p in conv.conv.parameters())
-        for norm in task_norms(self.encoder):
-            total += sum(p.numel() for p in norm.norms[self.first_key].parameters())
-        return total
+        per_task = {id(p) for norm in task_norms(self.encoder) for key, layer in norm.norms.items()
+                    if key != self.first_key for p in layer.parameters()}
+        per_task |= {id(p) for conv in self.patched_convs() for p in conv.parameters()}
+        return sum(p.numel() for p in self.encoder.parameters() if id(p) not in per_task)
 

@@ -1,8 +1,8 @@
-"""SinMo: a fresh NextItNet trained from scratch on each task; the first one is the shared T1 model."""
+"""SinMo: a fresh backbone (the run's `backbone.name`) trained from scratch on each task; the first one is the shared T1 model."""
 
 from __future__ import annotations
 
-from bench.engine.backbone import NextItNet, make_head
+from bench.engine.backbone import make_head
 from bench.registry import METHODS
 from bench.methods.base import PerTaskModels
 
@@ -16,7 +16,7 @@ class SinMo(PerTaskModels):
             if not self.learned:
                 encoder, head = context.pretrained(task)
             else:
-                encoder = NextItNet(context.n_items, context.backbone).to(context.device)
+                encoder = context.new_encoder()
                 head = make_head(task, encoder).to(context.device)
                 self.record(context.fit_model(task, encoder, head, description=f"SinMo {task.name}"))
             self.keep(task, encoder, head)

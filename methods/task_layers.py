@@ -1,8 +1,8 @@
 """Task-switched layers: one module serves every task, the method says which task is active.
 
 Conure and PeterRec keep a single backbone but give each task something of its own
-(ownership masks, model patches, layer norms). Rather than copying NextItNet's forward
-pass, they swap a block's sub-layers for the task-switched versions below and call
+(ownership masks, model patches, layer norms). Rather than copying the backbone's forward
+pass, they install task-switched modules at its sites (bench/engine/backbone.py) and call
 `select_task` before every forward.
 """
 
@@ -13,6 +13,7 @@ import copy
 import torch
 from torch import nn
 
+from bench.engine.backbone import require_sites
 from bench.engine.objectives import evaluation_scores
 from bench.methods.base import SharedEncoderHeads, module_key
 
@@ -69,11 +70,10 @@ def task_norms(encoder: nn.Module) -> list[TaskLayerNorm]:
     return [layer for layer in encoder.modules() if isinstance(layer, TaskLayerNorm)]
 
 
-def make_norms_task_specific(encoder: nn.Module, first_key: str) -> None:
-    """Replace every block's norm1/norm2 by a TaskLayerNorm whose first task keeps the original."""
-    for block in encoder.blocks:
-        for name in ("norm1", "norm2"):
-            setattr(block, name, TaskLayerNorm(first_key, getattr(block, name)))
+def make_norms_task_specific(encoder: nn.Module, first_key: str, method: str) -> None:
+    """Replace every norm site by a TaskLayerNorm whose first task keeps the original."""
+    for slot in require_sites(encoder, "norms", method):
+        slot.set(TaskLayerNorm(first_key, slot.get()))
 
 
 class TaskSwitchedMethod(SharedEncoderHeads):

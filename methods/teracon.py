@@ -19,6 +19,11 @@ Equations used (following the paper and the authors' code, Sein-Kim/TERACON):
 - task embeddings are clamped to [-thres_emb, thres_emb] after every step (code: 6).
 Every parameter (item embedding, convolutions, LayerNorms, all task embeddings, MLPs and
 heads) stays trainable through the whole sequence; one backbone (#B = 1).
+On any backbone (bench/engine/backbone.py) the masks act on the backbone's *unit layers*:
+NextItNet's conv channels after each ReLU (the code); on SASRec each block's attention
+output and feed-forward output (what each sub-layer adds to the residual stream), the
+sites DITTO's authors' SASRec runs of TERACON gate (their rebuttal Table 5; code not
+released), every parameter still trainable.
 
 - task 1 (train_task1.py): a fresh NextItNet trained once with its own mask (plain
   sigmoid(s e_1)), the run's first-task schedule; no retention.
@@ -80,7 +85,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.engine.backbone import NextItNet, make_head
+from bench.engine.backbone import Backbone, build_encoder, make_head
 from bench.engine.objectives import evaluation_scores, head_parameters, training_loss
 from bench.engine.softmax import chunked_cross_entropy
 from bench.errors import BenchError
@@ -89,7 +94,7 @@ from bench.engine.tasks import Task, TaskKind
 from bench.engine import checkpoints, t1cache
 from bench.engine.training import FitLog, TrainHooks
 from bench.methods import _gates
-from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers
+from bench.methods._gates import Annealing, check_finite, install_gates, masked, n_gated_layers, n_units
 from bench.methods.base import ContinualMethod
 
 
@@ -144,7 +149,7 @@ class TeraconNet(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.n_layers = n_gated_layers(encoder)
-        self.d = encoder.embedding.embedding_dim
+        self.d = n_units(encoder)
         self.options = options
         self.task_embeddings = nn.ParameterList()
         self.mixers = nn.ModuleList()  # empty while only one task is known
@@ -204,8 +209,8 @@ def task_head(task: Task, encoder: nn.Module, kind: str) -> nn.Module:
     return head
 
 
-def released_encoder(encoder: NextItNet, options: TERACONOptions) -> NextItNet:
-    """The released backbone's initialisation on a fresh NextItNet: item embedding
+def released_encoder(encoder: Backbone, options: TERACONOptions) -> Backbone:
+    """The released backbone's initialisation on a fresh encoder: item embedding
     U(+-sqrt(1/rows)) with a trained padding row (generator_hat_other.py L163-165) and
     LayerNorm eps `norm_eps` (teracon.py L38-40)."""
     if options.embedding_init == "released":
@@ -228,7 +233,7 @@ def padded_next_item_loss(hidden: torch.Tensor, head: nn.Module, inputs: torch.T
 
 
 class _TaskRef:
-    """Name and kind of a task, without its data (the method is pickled)."""
+    """Name and kind of a task, without its data (kept on the model between steps)."""
 
     def __init__(self, task: Task):
         self.name, self.kind = task.name, task.kind
@@ -270,6 +275,11 @@ LATER_TASKS_ONLY = ("alpha", "initial_ratio", "similarity_scale", "min_ratio", "
 class TERACON(ContinualMethod):
     paper = "Kim et al., KDD 2023"
     Options = TERACONOptions
+    sites = ("gates",)
+    mechanisms = {
+        "nextitnet": "relation-aware masks on the conv output channels after each ReLU",
+        "sasrec": "relation-aware masks on each block's attention and feed-forward outputs",
+    }
     variants = {
         "floor": {"min_ratio": 0.25},  # keeps retention on for near-parallel masks on small data
         "ceil": {"rows": "ceil"},  # at least one retention row per old task and batch
@@ -302,13 +312,29 @@ class TERACON(ContinualMethod):
                 self.record(self._fit(task, teacher, context))
             self.learned.append(task.name)
 
+    def restore(self, learnt, context) -> None:
+        """T1's gated model (built as `_first_model` builds it, untrained), then each later
+        task's embedding, head and the relation mixers."""
+        if not learnt:
+            return
+        first, *later = learnt
+        if self.options.shared_first_task:
+            encoder = build_encoder(context.n_items, context.backbone).to(context.device)
+            head = make_head(first, encoder).to(context.device)
+        else:
+            encoder, head = self._first_model(first, context)
+        install_gates(encoder, gate_conv_outputs=False, method="TERACON")
+        self.net = TeraconNet(encoder, head, first, self.options).to(context.device)
+        for task in later:
+            self.net.add_task(task)
+
     def _learn_first(self, task, context) -> None:
         """Task 1 with its mask, taken from the T1 cache when the same model was trained before
         (same data, backbone, schedule and T1-relevant options, and the same RNG state to start
         from); a cached model also restores the RNG state its training ended with, so what
         follows is bit-identical."""
         encoder, head = self._first_model(task, context)
-        install_gates(encoder, gate_conv_outputs=False)
+        install_gates(encoder, gate_conv_outputs=False, method="TERACON")
         self.net = TeraconNet(encoder, head, task, self.options).to(context.device)
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in LATER_TASKS_ONLY}
         options["t1_lr_scale"] = self.options.later_lr_scale if self.options.later_lr_from <= 1 else 1.0
@@ -325,11 +351,11 @@ class TERACON(ContinualMethod):
         self.record(FitLog(**entry["log"]))
 
     def _first_model(self, task, context):
-        """A fresh NextItNet that T1 trains once with its mask (train_task1.py), or the run's
+        """A fresh encoder that T1 trains once with its mask (train_task1.py), or the run's
         shared T1 model (`shared_first_task`), which T1 then trains again with its mask."""
         if self.options.shared_first_task:
             return context.pretrained(task)
-        encoder = released_encoder(NextItNet(context.n_items, context.backbone), self.options).to(context.device)
+        encoder = released_encoder(build_encoder(context.n_items, context.backbone), self.options).to(context.device)
         return encoder, task_head(task, encoder, self.options.heads).to(context.device)
 
     def _fit(self, task, teacher, context):

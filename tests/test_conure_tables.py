@@ -12,7 +12,9 @@ from torch import nn
 
 from bench.cli import main
 from bench.config import BackboneConfig, TrainConfig
-from bench.engine.backbone import CausalConv1d, NextItNet, TiedItemHead
+from bench.backbones.nextitnet import CausalConv1d, NextItNet
+from bench.backbones.sasrec import SASRec
+from bench.engine.backbone import TiedItemHead
 from bench.engine.training import as_tensors
 from bench.errors import BenchError
 from bench.experiments import reproduce
@@ -25,7 +27,6 @@ from test_datasets import ttl_release
 TINY = ["--epochs", "1", "--set", "backbone.embedding_dim=8", "--set", "backbone.dilations=[1]",
         "--set", "train.batch_size=64", "--device", "cpu"]
 CONURE_TABLES = [f"conure-table{n}-{data}" for n in (2, 3, 5, 6) for data in ("ttl", "ml")]
-HAS_BACKBONE_NAME = "name" in {f.name for f in dataclasses.fields(BackboneConfig)}
 
 
 # --- the tables as data ------------------------------------------------------------------
@@ -129,21 +130,16 @@ def test_conure_table_runs_on_a_tiny_ttl_export(name, tmp_path, capsys):
         assert config["method_options"]["Conure+embprune"]["prune_embedding"] is True
 
 
-def test_table6_needs_the_sasrec_backbone(tmp_path, capsys):
-    """Before a harness has backbone.name: one error line naming the backbone, nothing run;
-    with it: the table runs on SASRec."""
+def test_table6_runs_on_the_sasrec_backbone(tmp_path, capsys):
+    """Table 6 (a Transformer backbone) runs FineAll, Conure- and Conure on SASRec."""
     reference = reproduce.load_reference("conure-table6-ttl")
     code, captured = _reproduce("conure-table6-ttl", tmp_path, capsys)
-    if not HAS_BACKBONE_NAME:
-        assert code == 2 and captured.out == ""
-        assert captured.err.strip().splitlines()[-1] == (
-            "error: reproduce conure-table6-ttl: backbone 'sasrec' is not available in this harness "
-            "(it has no backbone.name: NextItNet only)")
-        assert not (tmp_path / "r" / "runs").exists()
-        return
     assert code == 0, captured.err
     rows = _side_by_side_rows(captured.out, reference)
     assert list(rows) == [(r, t) for r in reference.rows() for t in [*reference.tasks, "Avg"]]
+    for row, values in reference.published.items():
+        for task, value in values.items():
+            assert rows[(row, task)][4] == f"{value:.4f}"  # the published column
     config = json.loads((tmp_path / "r" / "runs" / "reproduce-conure-table6-ttl-s0" / "config.json").read_text())
     assert config["backbone"]["name"] == "sasrec"
 
@@ -196,6 +192,20 @@ def test_released_initialisers_follow_the_tf_code(tasks):
     assert t1.weight.std().item() == pytest.approx(0.01, abs=0.001)
     later = released_head(tasks[2], encoder)
     assert torch.all(later.bias == 0) and later.weight.abs().max() <= 0.04
+
+
+def test_released_init_covers_every_weight_site_on_sasrec():
+    """ops.py L912-923 (Q/K/V) and L544-549 (the feed-forward's conv1d): truncated normal 0.02,
+    biases 0; the output projection drawn the same way; the item table too, padding row 0."""
+    torch.manual_seed(0)
+    encoder = released_init(SASRec(2000, BackboneConfig(name="sasrec", embedding_dim=64)))
+    sites = encoder.weight_sites()
+    assert len(sites) == 12  # 2 blocks x (Q, K, V, O, W1, W2)
+    weights = torch.cat([site.weight.flatten() for site in sites])
+    assert weights.abs().max() <= 0.04 and weights.std().item() == pytest.approx(0.0176, abs=0.001)
+    assert all(torch.all(site.bias == 0) for site in sites)
+    table = encoder.embedding.weight
+    assert torch.all(table[0] == 0) and table.abs().max() <= 0.04
 
 
 def test_conure_default_is_the_released_init_and_harnessinit_the_shared_recipe(tasks, context):

@@ -64,7 +64,7 @@ def test_clear_best_needs_a_margin_larger_than_both_stds():
 
 
 def test_single_method_runs_and_variants_join_one_table(tmp_path):
-    """A grid of one-method runs (benchmarks/paper_grid.sh) averages per method: each row shows
+    """A grid of one-method runs (`bench grid`) averages per method: each row shows
     its own seeds and runs, a variant row sits under its method and is never marked best."""
     for seed, noise in enumerate([0.0, 0.01, -0.01]):
         _publish(tmp_path, f"g-SinMo-s{seed}", seed, {"SinMo": [0.5, 0.2 + noise, 0.3]})

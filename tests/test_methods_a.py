@@ -18,7 +18,7 @@ from bench.datasets.synthetic import SyntheticOptions, generate
 from bench.methods.base import MethodContext, module_key
 from bench.methods.conure import FREE
 from bench.methods.mtl import MTL
-from bench.methods.peterrec import PatchedConv
+from bench.methods.peterrec import TaskPatches
 
 DATA = dict(n_users=200, n_items=40, seq_len=8, target_items=[20], classes=[3, 2])
 BACKBONE = BackboneConfig(embedding_dim=16)
@@ -171,7 +171,7 @@ def test_peterrec_backbone_frozen_and_old_tasks_exact(tasks, context, insertion)
     assert torch.equal(first_logits[0], final[0])
     assert torch.equal(second_logits[1], final[1])
     # every dilated conv carries a patch per later task, inserted as configured
-    convs = [m for m in method.encoder.modules() if isinstance(m, PatchedConv)]
+    convs = [m for m in method.encoder.modules() if isinstance(m, TaskPatches)]
     assert len(convs) == 2 * len(BACKBONE.dilations)
     assert all(conv.insertion == insertion and len(conv.patches) == len(tasks) - 1 for conv in convs)
     # the patches were trained: the later task's representation differs from T1's

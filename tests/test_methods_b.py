@@ -114,11 +114,12 @@ def test_hat_reference_keeps_sigmoid_masks_and_no_gate_before_layernorm(hat_run)
     else:
         expected = torch.sigmoid(method.options.smax * method.task_embeddings[key])
         assert torch.equal(method.kept_mask(key), expected)
-    assert isinstance(block.conv1, UnitGate) is method.options.gate_conv_outputs
+    assert isinstance(block.gate1.hook, UnitGate)
+    assert isinstance(block.prenorm_gate1.hook, UnitGate) is method.options.gate_conv_outputs
 
 
 def inner(conv):
-    return conv.inner if isinstance(conv, UnitGate) else conv
+    return conv
 
 
 def test_hat_attenuation_zeroes_gradients_of_owned_weights(hat_run, tiny):
@@ -348,7 +349,7 @@ def test_teracon_initialises_heads_embedding_and_norms_as_released(tiny):
     assert fresh.weight.std().item() == pytest.approx(0.01, rel=0.15)
     assert torch.all(fresh.bias == 0.1)
     encoder = teracon_module.released_encoder(
-        teracon_module.NextItNet(dataset.n_items, BackboneConfig(embedding_dim=64)), TERACONOptions())
+        teracon_module.build_encoder(dataset.n_items, BackboneConfig(embedding_dim=64)), TERACONOptions())
     weight = encoder.embedding.weight
     bound = (1 / weight.shape[0]) ** 0.5
     assert weight.abs().max() <= bound and weight.std().item() == pytest.approx(bound / 3 ** 0.5, rel=0.1)

@@ -129,6 +129,6 @@ def test_first_task_schedule_is_settable_and_recorded(tmp_path, t1_cache_root):
     import torch
 
     (t1_model,) = t1_cache_root.glob("t1-*.pt")  # the shared T1 cache (bench/engine/t1cache.py)
-    assert len(torch.load(t1_model, weights_only=False)["log"]["epochs"]) == 2  # T1: its own 2 epochs
+    assert len(torch.load(t1_model, weights_only=True)["log"]["epochs"]) == 2  # T1: its own 2 epochs
     logs = read_json(store.method_dir("FineSmax") / "epochs.json")
     assert logs and all(len(log["epochs"]) == 1 for log in logs)  # later tasks: train.epochs=1

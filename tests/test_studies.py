@@ -180,7 +180,7 @@ def test_leaderboard_publish_generate_and_check(seed_study, tmp_path, capsys):
     assert main(["leaderboard", "--results", str(root), "--check"]) == 1  # no file yet
     assert main(["leaderboard", "--results", str(root), "--publish", "st-s0", "st-s1"]) == 0
     published = sorted(p.relative_to(root / "published").as_posix()
-                       for p in (root / "published").rglob("*") if p.is_file())
+                       for p in (root / "published").rglob("*") if p.is_file() and ".locks" not in p.parts)
     assert published == ["st-s0/config.json", "st-s0/environment.json", "st-s0/methods/SinMo/result.json",
                           "st-s0/methods/SinMoAll/result.json", "st-s1/config.json", "st-s1/environment.json",
                           "st-s1/methods/SinMo/result.json", "st-s1/methods/SinMoAll/result.json"]

@@ -76,13 +76,15 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         from bench.engine import t1cache
 
         t1cache.disable()
+    if args.config is not None and not args.config.strip():  # "" must not mean "no config file"
+        raise BenchError("--config: expected a JSON or TOML file, got ''")
     data = load_config_file(args.config) if args.config else {}
     shortcuts = {
-        "methods": split_list(args.methods) if getattr(args, "methods", None) else None,
+        "methods": given_list(getattr(args, "methods", None), "--methods"),
         "dataset": args.dataset,
         "data_dir": args.data_dir,
         "preset": getattr(args, "preset", None),
-        "order": parse_order(args.order) if getattr(args, "order", None) else None,
+        "order": parse_order(args.order) if getattr(args, "order", None) is not None else None,
         "seed": args.seed,
         "device": getattr(args, "device", None),
     }
@@ -104,8 +106,28 @@ def split_list(text: str) -> list[str]:
     return [part for part in text.replace(",", " ").split() if part]
 
 
+def given_list(text: str | None, option: str) -> list[str] | None:
+    """The items of a comma-separated option; None when it is not given. Given but empty
+    (`--methods ""`) is an error: it must not silently mean the default."""
+    if text is None:
+        return None
+    items = split_list(text)
+    if not items:
+        raise BenchError(f"{option}: expected at least one value, got '{text}'")
+    return items
+
+
+def check_counts(args: argparse.Namespace, minimums: dict[str, int | float], exclusive: bool = False) -> None:
+    """Numbers given on the command line at or above their minimum (above it with `exclusive`),
+    checked before any work: `--trials -3` is an error, not an empty study."""
+    for dest, low in minimums.items():
+        value = getattr(args, dest, None)
+        if value is not None and (value <= low if exclusive else value < low):
+            raise BenchError(f"--{dest.replace('_', '-')} {value}: expected a number {'>' if exclusive else '>='} {low}")
+
+
 def parse_order(text: str) -> list[int]:
     try:
-        return [int(part) for part in split_list(text)]
+        return [int(part) for part in given_list(text, "--order")]
     except ValueError:
         raise BenchError(f"--order expects task numbers such as 1,2,3, got '{text}'") from None

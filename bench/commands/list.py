@@ -1,17 +1,17 @@
-"""`list`: the registered methods and datasets, or one method's options and their sources."""
+"""`list`: the registered methods, datasets and backbones, or one method's options and their sources."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench.registry import DATASETS, METHODS, resolve_methods
+from bench.registry import BACKBONES, DATASETS, METHODS, resolve_methods
 
 NAME = "list"
-HELP = "list the available methods and datasets, or (given a method) its options and defaults"
+HELP = "list the available methods, datasets and backbones, or (given a method) its options and defaults"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", nargs="?", metavar="methods|datasets|METHOD",
+    parser.add_argument("what", nargs="?", metavar="methods|datasets|backbones|METHOD",
                         help="list only one kind, or show one method's options")
     parser.add_argument("--dataset", default="synthetic",
                         help="with METHOD: whose method settings apply (default: synthetic)")
@@ -22,7 +22,7 @@ def execute(args: argparse.Namespace) -> int:
 
     from bench.presets import PRESET_SUMMARY, PRESETS, default_preset
 
-    if args.what not in (None, "methods", "datasets"):
+    if args.what not in (None, "methods", "datasets", "backbones"):
         return _method_options(args.what, args.dataset, tabulate)
     if args.what in (None, "methods"):
         rows = []
@@ -39,7 +39,26 @@ def execute(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=["dataset", "what it is", "default preset", "its own method settings"],
                        tablefmt="simple"))
         print("\npresets (--preset): " + "; ".join(f"{name}: {PRESET_SUMMARY[name]}" for name in PRESETS))
+    if args.what is None:
+        print()
+    if args.what in (None, "backbones"):
+        _backbones(tabulate)
     return 0
+
+
+def _backbones(tabulate) -> None:
+    """The backbones (--set backbone.name=...) and how each method acts on each of them."""
+    names = BACKBONES.names()
+    rows = [(name, _first_line(BACKBONES.describe(name, "__doc__"))) for name in names]
+    print(tabulate(rows, headers=["backbone", "what it is"], tablefmt="simple"))
+    rows = []
+    for method in resolve_methods(["all"]):
+        sites = METHODS.describe(method, "sites", ())
+        mechanisms = METHODS.describe(method, "mechanisms", {})
+        rows.append((method, ", ".join(sites) or "none (any backbone)",
+                     *(mechanisms.get(name, mechanisms.get("*", "the backbone as a whole")) for name in names)))
+    print()
+    print(tabulate(rows, headers=["method", "sites it needs", *(f"on {name}" for name in names)], tablefmt="simple"))
 
 
 def _method_options(method: str, dataset: str, tabulate) -> int:
@@ -61,6 +80,11 @@ def _summary(name: str) -> str:
     text = METHODS.describe(name, "__doc__").strip()
     first = text.splitlines()[0] if text else ""
     return first.split(": ", 1)[-1] if first.startswith(name) else first
+
+
+def _first_line(text: str) -> str:
+    text = (text or "").strip()
+    return text.splitlines()[0] if text else ""
 
 
 def _variant(row: str) -> str:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from bench.errors import BenchError
+from bench.results.names import safe_name
 from bench.commands.common import add_format_arguments, add_results_argument, add_settings_arguments, settings_from_args
 
 NAME = "reproduce"
@@ -34,6 +35,8 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     if not args.table:
         raise BenchError("reproduce: name a published table (python -m bench reproduce --list)")
+    if args.run_id is not None:
+        safe_name(args.run_id, "--run-id")
     reference = reproduce.load_reference(args.table)
     frame = reproduce.reproduce(reference, settings_from_args(args), args.data_dir, parse_seeds(args.seeds),
                                 args.results, args.run_id, progress=not args.quiet,

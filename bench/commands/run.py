@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from bench.commands.common import (add_format_arguments, add_progress_arguments, add_results_argument,
-                                   add_settings_arguments, settings_from_args, show_progress, split_list)
+                                   add_settings_arguments, given_list, settings_from_args, show_progress)
 from bench.errors import BenchError
+from bench.results.names import safe_name
 
 NAME = "run"
 HELP = "train methods on a task sequence and print the comparison table and forgetting matrices"
@@ -62,15 +63,19 @@ def config_from_args(args: argparse.Namespace) -> dict:
 def execute(args: argparse.Namespace) -> int:
     from bench.engine import distributed
 
+    if args.fixed_first is not None and args.orders is None and not args.resume:  # else silently ignored
+        raise BenchError("--fixed-first only applies to --orders all-permutations")
     if args.estimate:
         return _estimate(args)
+    if args.run_id is not None:  # a name, not a path: checked before the data is read
+        safe_name(args.run_id, "--run-id")
     # `kill` (SIGTERM, a scheduler's preemption) stops like Ctrl-C: the file being written is
     # finished or removed, and the resume hint is printed. Not under torchrun: its launcher
     # stops the ranks with SIGTERM, and a rank blocked in a collective must end at once.
     if distributed.world_size_requested() <= 1:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
-    if (args.seeds or args.orders) and not args.resume:
+    if (args.seeds is not None or args.orders is not None) and not args.resume:
         if distributed.world_size_requested() > 1:
             raise BenchError("--seeds/--orders under torchrun: start one torchrun per seed or order")
         return _sweep(args, config_from_args(args))
@@ -118,8 +123,8 @@ def _estimate(args: argparse.Namespace) -> int:
         raise BenchError("--estimate predicts a new run; it cannot resume one")
     config = build_run_config(config_from_args(args))
     n_tasks, config.methods = preflight(config)
-    runs = (len(parse_seeds(args.seeds)) if args.seeds else 1) * (
-        len(parse_orders(args.orders, args.fixed_first, n_tasks)) if args.orders else 1)
+    runs = (len(parse_seeds(args.seeds)) if args.seeds is not None else 1) * (
+        len(parse_orders(args.orders, args.fixed_first, n_tasks)) if args.orders is not None else 1)
     print(estimate.render(estimate.estimate(config), config, runs))
     return 0
 
@@ -181,8 +186,8 @@ def _sweep(args: argparse.Namespace, data: dict) -> int:
 
     base = build_run_config(data)
     n_tasks, base.methods = preflight(base, memory_check=not args.no_memory_check)
-    seeds = parse_seeds(args.seeds) if args.seeds else [base.seed]
-    orders = (parse_orders(args.orders, args.fixed_first, n_tasks) if args.orders
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else [base.seed]
+    orders = (parse_orders(args.orders, args.fixed_first, n_tasks) if args.orders is not None
               else [resolve_order(base.order, n_tasks, complete=bool(args.order))])
     sweep_id = args.run_id or new_run_id({**data, "dataset": base.dataset, "seed": "x"}).replace("-sx", "")
     try:
@@ -196,13 +201,16 @@ def _sweep(args: argparse.Namespace, data: dict) -> int:
 
 
 def parse_seeds(text: str) -> list[int]:
+    """Distinct seeds, each in the range numpy and torch accept (checked before any run exists)."""
+    from bench.config import SEED_BOUNDS, check_value
+
     try:
-        seeds = [int(part) for part in split_list(text)]
+        seeds = [int(part) for part in given_list(text, "--seeds")]
     except ValueError:
         raise BenchError(f"--seeds expects integers such as 0,1,2, got '{text}'") from None
-    if not seeds or len(set(seeds)) != len(seeds):
+    if len(set(seeds)) != len(seeds):
         raise BenchError(f"--seeds expects distinct integers, got '{text}'")
-    return seeds
+    return [check_value(seed, int, "--seeds", SEED_BOUNDS) for seed in seeds]
 
 
 def parse_orders(values: list[str], fixed_first: int | None, n_tasks: int) -> list[list[int]]:
@@ -221,7 +229,7 @@ def parse_orders(values: list[str], fixed_first: int | None, n_tasks: int) -> li
     orders = []
     for text in values:
         try:
-            order = [int(part) for part in text.split(",") if part.strip()]
+            order = [int(part) for part in given_list(text, "--orders")]
         except ValueError:
             raise BenchError(f"--orders expects orders such as 1,3,2,4,5,6 or all-permutations, got '{text}'") from None
         order = resolve_order(order, n_tasks, complete=True)

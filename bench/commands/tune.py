@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import signal
 
-from bench.commands.common import add_results_argument, add_settings_arguments, settings_from_args, split_list
+from bench.commands.common import (add_results_argument, add_settings_arguments, check_counts, given_list,
+                                   settings_from_args)
 from bench.config import parse_scalar
 from bench.errors import BenchError
+from bench.results.names import safe_name
 
 NAME = "tune"
 HELP = "search a method's hyperparameters with Optuna (validation split only; resumable)"
@@ -49,9 +51,13 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.heartbeat < 1:
         raise BenchError(f"--heartbeat {args.heartbeat}: expected a positive number of seconds")
-    methods = [args.method] if args.method else resolve_methods(split_list(args.methods))
+    check_counts(args, {"trials": 1, "startup_trials": 0})
+    check_counts(args, {"timeout": 0}, exclusive=True)
+    methods = [args.method] if args.method is not None else resolve_methods(given_list(args.methods, "--methods"))
     if args.study and len(methods) > 1:
         raise BenchError("--study names one study; it cannot be combined with several --methods")
+    if args.study is not None:  # it names files: results/studies/<study>.db and .cache/
+        safe_name(args.study, "--study")
     base = settings_from_args(args)
     tuning.check_base(base)
     base.pop("methods", None)  # the shortcut reads --methods; each study tunes its own method

@@ -17,7 +17,8 @@ from torch import nn
 
 from bench.config import BackboneConfig, TrainConfig
 from bench.engine import distributed, t1cache
-from bench.engine.backbone import NextItNet, make_head
+from bench.engine import backbone as backbones
+from bench.engine.backbone import Backbone, build_encoder, make_head
 from bench.engine.checkpoints import Journal, scope
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.engine.tasks import Task
@@ -27,7 +28,7 @@ from bench.io import write_torch
 
 @dataclass
 class MethodContext:
-    """Everything a method needs from the run, passed to `learn` (never pickled with it)."""
+    """Everything a method needs from the run, passed to `learn` (never stored with it)."""
 
     n_items: int
     backbone: BackboneConfig
@@ -79,8 +80,9 @@ class MethodContext:
         return self.fit(task, params, loss_fn, score_fn, modules, description=description)
 
     def pretrained(self, task: Task | None = None,
-                   backbone: BackboneConfig | None = None) -> tuple[NextItNet, nn.Module]:
-        """A NextItNet trained on `task` (normally T1), trained once per run and shared.
+                   backbone: BackboneConfig | None = None) -> tuple[Backbone, nn.Module]:
+        """The run's backbone (`backbone.name`) trained on `task` (normally T1), trained once per
+        run and shared.
 
         The papers start SinMoAll, FineSmax, FineAll, PeterRec and MTL from the same T1
         model; sharing it makes their T1 column identical and saves the largest training
@@ -88,11 +90,12 @@ class MethodContext:
         and processes (bench/engine/t1cache.py); with that cache off, it is kept in the run's
         folder for resumed runs.
         A method whose paper uses another block (Conure: pre-LN, conv biases fixed at 0)
-        passes its `backbone`; each distinct backbone is trained once.
+        passes its `backbone`; each distinct backbone is trained once (fields the backbone does
+        not read are ignored: Conure's block on SASRec is the run's SASRec).
         """
         task = task or self.first_task
-        backbone = backbone or self.backbone
-        key = _file_key(task.name) + _backbone_suffix(backbone, self.backbone)
+        backbone = backbones.canonical(backbone or self.backbone)
+        key = _file_key(task.name) + _backbone_suffix(backbone, backbones.canonical(self.backbone))
         if key not in self._pretrained:
             path = self.cache_dir / f"pretrained-{key}.pt" if self.cache_dir else None
             entry = None
@@ -106,7 +109,7 @@ class MethodContext:
                     lambda: self._train_pretrained(task, backbone))
                 if path is not None and self.t1_cache is None and distributed.is_main():
                     write_torch(path, self._pretrained[key])  # every rank trained it; one writes
-        encoder = NextItNet(self.n_items, backbone).to(self.device)
+        encoder = build_encoder(self.n_items, backbone).to(self.device)
         head = make_head(task, encoder).to(self.device)
         nn.ModuleList([encoder, head]).load_state_dict(copy.deepcopy(self._pretrained[key]["model"]))
         return encoder, head
@@ -117,10 +120,14 @@ class MethodContext:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
-            encoder = NextItNet(self.n_items, backbone).to(self.device)
+            encoder = build_encoder(self.n_items, backbone).to(self.device)
             head = make_head(task, encoder).to(self.device)
             log = self.fit_model(task, encoder, head, description=f"pretrain {task.name}")
         return {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
+
+    def new_encoder(self) -> Backbone:
+        """A fresh, untrained encoder of the run's backbone (SinMo's per-task models)."""
+        return build_encoder(self.n_items, self.backbone).to(self.device)
 
     def first_model_entry(self, name: str, kind: str, task: Task, backbone: BackboneConfig, extra: dict,
                           train: Callable[[], dict], code: tuple[str, ...] = ()) -> dict:

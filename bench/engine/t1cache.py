@@ -17,8 +17,8 @@ starts from).
 The root is $BENCH_T1_CACHE, else $BENCH_DATA/cache/t1 (~/.cache/bench/cache/t1), so the
 processes of a grid, tune workers and torchrun ranks find the same entries;
 BENCH_T1_CACHE=off (or `bench run --no-t1-cache`) turns the cache off. A damaged entry (a
-checksum that does not match, a file that does not load) is named in one warning and trained
-again, never used.
+checksum that does not match, a file that does not load as tensors and plain data) is named
+in one warning and trained again, never used and never run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from bench.engine import distributed, softmax
-from bench.io import file_hash, open_lock, read_json, write_json, write_torch
+from bench.io import file_hash, load_failure, load_tensors, open_lock, read_json, write_json, write_torch
 
 FORMAT_VERSION = 1
 OFF = ("off", "0", "false", "no", "none")
@@ -90,6 +90,13 @@ def code_fingerprint(extra: tuple[str, ...] = ()) -> str:
     return digest.hexdigest()
 
 
+def backbone_source(backbone) -> tuple[str, ...]:
+    """The file that defines the configured backbone: editing it gives new keys."""
+    from bench.engine.backbone import backbone_class
+
+    return (sys.modules[backbone_class(backbone).__module__].__file__,)
+
+
 def rng_digest() -> str:
     """The global RNG state a training starts from (for T1s not trained under a fixed seed)."""
     states = [torch.get_rng_state().numpy()]
@@ -100,15 +107,19 @@ def rng_digest() -> str:
 
 def entry_key(kind: str, task, n_items: int, backbone, train, seed: int, device: torch.device,
               extra: dict | None = None, code: tuple[str, ...] = ()) -> tuple[str, dict]:
-    """The entry's name and the settings it hashes (kept in the entry for a reader)."""
+    """The entry's name and the settings it hashes (kept in the entry for a reader); the
+    backbone fields its backbone does not read are left out (backbone.canonical)."""
+    from bench.engine.backbone import canonical
+
+    backbone = canonical(backbone)
     meta = {
         "format": FORMAT_VERSION, "kind": kind, "task": task_fingerprint(task), "n_items": n_items,
         "backbone": dataclasses.asdict(backbone), "train": dataclasses.asdict(train), "seed": seed,
-        "device": device.type, "torch": torch.__version__, "world_size": distributed.world_size(),
+        "device": device.type, "torch": str(torch.__version__), "world_size": distributed.world_size(),
         "tf32": [torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32],
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "exact_loss": softmax.exact_loss_path(device) if train.loss == "full" else "sampled",
-        "code": code_fingerprint(code), "extra": extra or {},
+        "code": code_fingerprint(code + backbone_source(backbone)), "extra": extra or {},
     }
     text = json.dumps(meta, sort_keys=True, default=str)
     return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}", meta
@@ -121,17 +132,20 @@ def note(message: str) -> None:
 
 
 def damaged(path: Path, error: BaseException) -> None:
-    reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+    reason = load_failure(error)
     note(f"warning: damaged entry {path} ({reason}); training it again")
     return None
 
 
 def load_model_file(path: Path, device: torch.device) -> dict | None:
     """A stored T1 model (an entry, or a run's own copy), or None after one line naming a
-    damaged file (truncated by a full disk, say): it is trained again, never used."""
+    damaged file (truncated by a full disk, say): it is trained again, never used. Read as
+    tensors and plain data only: a file holding other Python objects (a planted pickle) is
+    damaged too, never run, whatever its .json's checksum says (who can write the one can
+    write the other)."""
     try:
-        entry = torch.load(path, map_location=device, weights_only=False)
-        if not isinstance(entry, dict) or "model" not in entry:
+        entry = load_tensors(path, map_location=device)
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), dict):
             raise ValueError("not a stored T1 model")
         return entry
     except Exception as error:  # noqa: BLE001 - any damage means: train again
@@ -207,7 +221,7 @@ class T1Cache:
             entry = self.load(key, device) if distributed.is_main() else None
             if distributed.broadcast_object(entry is not None):
                 if entry is None:  # another rank: rank 0 checked the file
-                    entry = torch.load(data, map_location=device, weights_only=False)
+                    entry = load_tensors(data, map_location=device)
                 note(f"loaded {key} from {data}")
                 return entry, Outcome(key, True, str(data))
             note(f"training {key} (first task {meta.get('task', '').split('|')[0]}, seed {meta.get('seed')})")

@@ -25,6 +25,7 @@ import contextlib
 import copy
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
 from bench.engine import distributed
+from bench.engine.progress import report as report_progress
 from bench.engine.checkpoints import Journal
 from bench.errors import DivergenceError
 from bench.engine.metrics import AccuracySums, RankingSums
@@ -68,6 +70,9 @@ class FitLog:
     best_valid_loss: float = float("nan")
     seconds: float = 0.0
     skipped_steps: int = 0  # steps with a non-finite loss, skipped (train.nonfinite=skip)
+    # What looked wrong but did not stop the task, e.g. a loss that grew by orders of magnitude
+    # over an epoch (a too-large lr: finite, yet no longer learning); also printed as warnings.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -82,9 +87,24 @@ class LoopState:
     stale: int = 0
     best_state: dict | None = None
     order: torch.Tensor | None = None  # the data-order generator before the epoch's shuffle
+    first: torch.Tensor | None = None  # the loss of the epoch's first trained step (NaN: none yet)
 
     def saved(self) -> dict:
         return {**vars(self), "log": dataclasses.asdict(self.log)}
+
+
+GROWTH_WARNING = 1000.0  # an epoch's mean loss this many times its first step's is flagged
+
+
+def loss_growth(task: Task, epoch: int, first: float, mean: float, previous: float | None) -> str | None:
+    """A warning when the loss grew by orders of magnitude over the epoch (its mean against its
+    first step, or against the previous epoch's mean): finite, so no error, but diverging."""
+    for start, what in ((first, "its first step"), (previous, "the previous epoch")):
+        if start is not None and math.isfinite(start) and start > 0 and math.isfinite(mean) \
+                and mean >= GROWTH_WARNING * start:
+            return (f"task {task.name}: the training loss grew from {start:.4g} ({what}) to a mean of "
+                    f"{mean:.4g} in epoch {epoch + 1}; lower train.lr")
+    return None
 
 
 class NonFiniteWatch:
@@ -273,9 +293,11 @@ def fit(
                   disable=not progress, unit="epoch")
     for epoch in epochs:
         state.train()
+        report_progress(task.name, description or task.name, epoch + 1, config.epochs)
         epoch_started = time.perf_counter()
         if loop.index == 0:  # a new epoch; a resumed one draws its shuffle again from `order`
             loop.order, loop.total, loop.skipped = generator.get_state(), torch.zeros((), device=device), 0
+            loop.first = torch.full((), math.nan, device=device)
         generator.set_state(loop.order)
         loop.epoch, watch = epoch, NonFiniteWatch(device)
         for index, (x, y) in enumerate(batches(inputs, targets, config.batch_size, generator, shard=True,
@@ -299,6 +321,8 @@ def fit(
                 if hooks.after_step:
                     hooks.after_step()
                 loop.total += loss.detach().float()
+                if loop.first is not None:  # no host sync: NaN until the first trained step
+                    loop.first = torch.where(torch.isnan(loop.first), loss.detach().float(), loop.first)
                 watch.add(loss.detach(), index)
             loop.index = index + 1
             if loop.index % NonFiniteWatch.CHECK_EVERY == 0:
@@ -318,10 +342,17 @@ def fit(
         else:
             valid, valid_loss = validation_score(task, score_fn, device, config)
         log = loop.log
+        growth = loss_growth(task, epoch, math.nan if loop.first is None else float(loop.first), mean_loss,
+                             log.epochs[-1]["loss"] if log.epochs else None)
         log.epochs.append({"epoch": epoch + 1, "loss": mean_loss, "valid": valid, "valid_loss": valid_loss,
                            "seconds": time.perf_counter() - epoch_started, "train_seconds": train_seconds,
-                           **({"skipped": loop.skipped} if skip else {})})
+                           **({"skipped": loop.skipped} if skip else {}),
+                           **({"loss_growth": True} if growth else {})})
         log.skipped_steps += loop.skipped
+        if growth:
+            log.warnings.append(growth)
+            if distributed.is_main():
+                print(f"warning: {growth}", file=sys.stderr, flush=True)
         epochs.set_postfix(loss=f"{mean_loss:.4f}", valid=f"{valid:.4f}")
         if not math.isfinite(valid) and not skip:
             raise DivergenceError(task.name, "the validation score is not finite", epoch + 1)
@@ -334,8 +365,13 @@ def fit(
             loop.stale += 1
             if loop.stale >= config.patience:
                 break
+    if skip and loop.log.skipped_steps and loop.log.skipped_steps >= n_batches * len(loop.log.epochs):
+        raise DivergenceError(task.name, f"all {loop.log.skipped_steps} training steps had a non-finite loss "
+                              "and were skipped (train.nonfinite=skip)", hint=f"lower train.lr (now {config.lr:g})")
     if loop.best_state is None:
-        raise DivergenceError(task.name, "no epoch has a finite validation score")
+        raise DivergenceError(task.name, "no epoch has a finite validation score" + (
+            f" although {loop.log.skipped_steps} step(s) with a non-finite loss were skipped (train.nonfinite=skip)"
+            if skip else ""), hint=f"lower train.lr (now {config.lr:g})" if skip else None)
     state.load_state_dict(loop.best_state)
     state.eval()
     loop.log.seconds = time.perf_counter() - started

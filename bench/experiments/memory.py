@@ -3,7 +3,7 @@ any work (`run --no-memory-check` skips it).
 
 The estimate is rough (within a factor of about two): the dataset adapter estimates its
 parsed arrays (`DatasetAdapter.estimated_bytes`; None when it cannot tell before reading),
-and the model is the item embedding and output layer plus the blocks, as weights, gradients
+and the model is the configured backbone (counted on the meta device) plus an output layer, as weights, gradients
 and Adam's two moments of the model in training, and weights alone for the task models a
 method keeps (six backbones for SinMo). A run that cannot fit would otherwise fail minutes
 in with a MemoryError traceback (numpy's `_ArrayMemoryError` for `n_users=100000000`).
@@ -40,9 +40,17 @@ def available_ram() -> int | None:
 def model_bytes(config: RunConfig, n_items: int | None) -> int:
     if n_items is None:
         return 0
-    d, blocks = config.backbone.embedding_dim, len(config.backbone.dilations)
-    parameters = 2 * (n_items + 1) * d + blocks * 2 * (d * d * config.backbone.kernel_size + 3 * d)
-    return 4 * parameters * (4 + KEPT_MODELS)
+    return 4 * backbone_parameters(config, n_items) * (4 + KEPT_MODELS)
+
+
+def backbone_parameters(config: RunConfig, n_items: int) -> int:
+    """The configured backbone's parameters plus a full output layer (the T1 softmax), counted
+    on the meta device: any backbone, no memory, no initialisation."""
+    from bench.engine.backbone import build_encoder
+
+    with torch.device("meta"):
+        encoder = build_encoder(n_items, config.backbone)
+    return sum(p.numel() for p in encoder.parameters()) + (n_items + 1) * config.backbone.embedding_dim
 
 
 def check_memory(config: RunConfig, device: torch.device) -> None:

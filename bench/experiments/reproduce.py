@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.config import BackboneConfig, build_run_config
+from bench.config import build_run_config
 from bench.errors import BenchError
 from bench.io import read_json
 from bench.presets import merge_settings
@@ -134,18 +134,7 @@ def run_config(reference: Reference, settings: dict, data_dir: str | None, grid:
     data.setdefault("preset", "paper")
     if data_dir is not None:
         data["data_dir"] = data_dir
-    check_backbone(reference, data)
     return build_run_config(data)
-
-
-def check_backbone(reference: Reference, data: dict) -> None:
-    """A table on another backbone (Conure's Table 6: a Transformer) in a harness that has only
-    NextItNet is one error line that says so, not an unknown-setting message."""
-    backbone = data.get("backbone") or {}
-    fields = {f.name for f in dataclasses.fields(BackboneConfig)}
-    if isinstance(backbone, dict) and "name" in backbone and "name" not in fields:
-        raise BenchError(f"reproduce {reference.name}: backbone '{backbone['name']}' is not available "
-                         "in this harness (it has no backbone.name: NextItNet only)")
 
 
 def reproduce(reference: Reference, settings: dict, data_dir: str | None, seeds: list[int], root: Path,

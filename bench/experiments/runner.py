@@ -29,6 +29,7 @@ from bench.io import write_json
 from bench.registry import METHODS, resolve_methods
 from bench.results.store import MethodRecord, RunStore
 from bench.engine.tasks import Dataset, Task
+from bench.engine.backbone import check_sites
 from bench.engine.context import MethodContext
 from bench.engine import distributed, softmax, t1cache
 from bench.engine.training import enable_tf32, evaluate
@@ -77,9 +78,20 @@ def prepare(config: RunConfig, memory_check: bool = False) -> tuple[Dataset, lis
     device = resolve_device(config.device)
     if memory_check:
         check_memory(config, device)
+    methods = resolve_methods(config.methods)
+    check_backbone_sites(methods, config)
     dataset = load_dataset(config.dataset, config.dataset_options, config.data_dir)
     order = resolve_order(config.order, len(dataset.tasks))
-    return dataset, dataset.ordered(order), resolve_methods(config.methods)
+    return dataset, dataset.ordered(order), methods
+
+
+def check_backbone_sites(methods: list[str], config: RunConfig) -> None:
+    """Every method's required sites exist on the run's backbone (one error line naming the
+    method, the backbone and the site), before any data is read or model trained."""
+    for name in methods:
+        cls = METHODS.get(name)
+        options = from_dict(cls.Options, METHODS.options(name, config.method_options), f"method_options.{name}")
+        check_sites(name, cls.required_sites(options), config.backbone)
 
 
 def preflight(config: RunConfig, memory_check: bool = True) -> tuple[int, list[str]]:
@@ -126,7 +138,18 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
                                       on_step))
         except DivergenceError as error:
             raise error.of_method(name) from None
+    if distributed.is_main() and all(record.complete for record in records):
+        drop_t1_journals(store)
     return records
+
+
+def drop_t1_journals(store: RunStore) -> None:
+    """The in-task checkpoints of T1 models (cache/<kind>-<key>.fit.pt, bench/engine/context.py)
+    once the run is finished: one left by a kill is never read again when the resumed run
+    finds that T1 model in the T1 cache instead of training it."""
+    if store.cache_dir.is_dir():
+        for path in [*store.cache_dir.glob("*.fit.pt"), *store.cache_dir.glob("*.fit.prev.pt")]:
+            path.unlink(missing_ok=True)
 
 
 def resume_config(store: RunStore, given: dict, override: bool = False) -> RunConfig:
@@ -175,8 +198,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         return record
     checkpoint = store.load_checkpoint(name, context.device)
     if checkpoint is not None:
-        method, record = checkpoint["method"], MethodRecord(**checkpoint["record"])
-        torch.set_rng_state(checkpoint["rng"])
+        method, record = resume_method(name, checkpoint, tasks, context, config, store)
     else:
         torch.manual_seed(config.seed)
         method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
@@ -209,11 +231,12 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         })
         record.variants = extra_rows(name, getattr(method, "variant_scores", {}))
         if distributed.is_main():  # every rank holds the same model and scores; rank 0 writes
-            store.save_checkpoint(name, {"method": method, "record": asdict(record),
-                                         "rng": torch.get_rng_state()})
+            # the logs first: a kill after the checkpoint skips this step on resume, so a log
+            # written after it could be lost for good; a kill before it replays the step
+            write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
+            store.save_checkpoint(name, checkpoint_payload(method, record))
             journal.drop()  # the step checkpoint holds it now
             store.save_record(record)
-            write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
         if on_step is not None:
             on_step(name, record)
     record.complete = True
@@ -221,3 +244,34 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         store.save_record(record)
         store.drop_checkpoint(name)
     return record
+
+
+CHECKPOINT_FORMAT = 2  # 1 (before issue 22): the pickled method object, refused on load
+
+
+def checkpoint_payload(method, record: MethodRecord) -> dict:
+    """A step checkpoint: tensors and plain data only (the method's state_dict, its plain
+    between-step state, the record, the RNG state), so that it loads with weights_only=True
+    and loading it can never run code (docs/security-loading.md)."""
+    return {"format": CHECKPOINT_FORMAT, "state": method.state_dict(), "extra": method.checkpoint_state(),
+            "record": asdict(record), "rng": torch.get_rng_state()}
+
+
+def resume_method(name: str, checkpoint: dict, tasks: list[Task], context: MethodContext, config: RunConfig,
+                  store: RunStore):
+    """The method and record of a step checkpoint: the method built from the registry exactly
+    as a new run builds it, its per-task structure re-created for the tasks it had learnt
+    (`ContinualMethod.restore`), then its weights loaded strictly and the RNG state restored."""
+    path = store.method_dir(name) / "checkpoint.pt"
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise BenchError(f"{path}: a checkpoint of another format; {store.restart_hint(name)}")
+    method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
+    by_name = {task.name: task for task in tasks}
+    try:
+        learnt = [by_name[task] for task in checkpoint["extra"]["learned"]]
+        method.resume(learnt, context, checkpoint["state"], checkpoint["extra"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise BenchError(f"{path}: the checkpoint does not fit {name} as built now ({error}); "
+                         f"{store.restart_hint(name)}") from None
+    torch.set_rng_state(checkpoint["rng"].cpu())
+    return method, MethodRecord(**checkpoint["record"])

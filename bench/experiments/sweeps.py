@@ -24,6 +24,7 @@ from bench.config import RunConfig, build_run_config
 from bench.errors import BenchError
 from bench.io import read_json, write_json
 from bench.experiments.runner import run
+from bench.results.names import is_safe_name, safe_name
 from bench.results.store import RunStore
 from bench.results.tables import render
 
@@ -49,7 +50,7 @@ class Sweep:
 
     @classmethod
     def load(cls, root: Path, sweep_id: str) -> "Sweep":
-        path = cls.path(root, sweep_id)
+        path = cls.path(root, safe_name(sweep_id, "sweep id"))
         if not path.exists():
             raise BenchError(f"no sweep '{sweep_id}' under {Path(root) / 'sweeps'}")
         data = read_json(path)
@@ -65,7 +66,7 @@ class Sweep:
 
 
 def is_sweep(sweep_id: str, root: Path) -> bool:
-    return Sweep.path(root, sweep_id).exists()
+    return is_safe_name(sweep_id) and Sweep.path(root, sweep_id).exists()
 
 
 def order_label(order: list[int]) -> str:
@@ -79,13 +80,15 @@ def _order_key(order: list[int]) -> str:
 # --- running ------------------------------------------------------------------------------
 
 def plan(base: RunConfig, seeds: list[int], orders: list[list[int]], sweep_id: str) -> Sweep:
-    """One run per (order, seed); the run id says which, so the sweep resumes by name."""
+    """One run per (order, seed); the run id says which, so the sweep resumes by name. The
+    sweep id and every run id made from it are checked here, before anything is written."""
+    safe_name(sweep_id, "sweep id")
     several_orders = len(orders) > 1
     runs = []
     for order in orders:
         for seed in seeds:
             suffix = (f"-o{_order_key(order)}" if several_orders else "") + f"-s{seed}"
-            runs.append(SweepRun(f"{sweep_id}{suffix}", seed, order))
+            runs.append(SweepRun(safe_name(f"{sweep_id}{suffix}", f"run id of sweep '{sweep_id}'"), seed, order))
     return Sweep(sweep_id, runs)
 
 

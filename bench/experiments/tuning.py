@@ -37,7 +37,6 @@ import inspect
 import json
 import math
 import os
-import re
 import shutil
 import socket
 import sys
@@ -52,6 +51,7 @@ import numpy as np
 
 from bench.config import build_run_config, set_path
 from bench.errors import BenchError, DivergenceError
+from bench.redaction import redact, scrub
 from bench.engine.metrics import average_performance
 from bench.registry import METHODS
 
@@ -83,21 +83,25 @@ def storage_url(spec: str | Path | None, root: Path, name: str) -> str:
         return f"journal:{spec}"
     if spec.endswith((".db", ".sqlite", ".sqlite3")):
         return f"sqlite:///{spec}"
-    raise BenchError(f"storage '{spec}': expected a database URL (sqlite:///FILE, postgresql://..., "
+    raise BenchError(f"storage '{redact(spec)}': expected a database URL (sqlite:///FILE, postgresql://..., "
                      "mysql://...), a .db file, or a journal file (journal:PATH or PATH.log)")
 
 
 def local_file(url: str) -> Path | None:
-    """The file behind a SQLite or journal storage; None for a database server."""
-    for prefix in ("journal:", "sqlite:///"):
-        if url.startswith(prefix) and url[len(prefix):] != ":memory:":
-            return Path(url[len(prefix):])
+    """The file behind a SQLite or journal storage; None for a database server. A SQLite URL
+    is parsed as SQLAlchemy reads it, so its query (`?timeout=5`) is no part of the path."""
+    if url.startswith("journal:"):
+        return Path(url[len("journal:"):])
+    if url.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            database = make_url(url).database
+        except (ArgumentError, ValueError):  # open_storage reports it
+            return None
+        return Path(database) if database and database != ":memory:" else None
     return None
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def _retry_callback():
@@ -133,6 +137,8 @@ def open_storage(url: str, heartbeat: int | None = None):
     """An Optuna storage; with `heartbeat` (seconds) a relational one fails the trials of
     killed workers after 2 x heartbeat and queues them again with the same parameters."""
     optuna = _optuna()
+    if not url.startswith("journal:"):
+        readable_url(url)
     path = local_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,10 +156,23 @@ def open_storage(url: str, heartbeat: int | None = None):
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
         return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
     except ImportError as error:
-        raise BenchError(f"storage {redact(url)}: {missing_driver(error)}") from None
+        raise BenchError(scrub(f"storage {redact(url)}: {missing_driver(error)}", url)) from None
     except Exception as error:  # sqlalchemy's URL, connection and schema errors
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BenchError(f"storage {redact(url)}: {message}") from None
+        raise BenchError(scrub(f"storage {redact(url)}: {message}", url)) from None
+
+
+def readable_url(url: str) -> None:
+    """A URL SQLAlchemy cannot parse is one error that quotes none of it: its parser's message
+    may hold any piece of the password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise BenchError(f"storage {redact(url)}: not a database URL (dialect://user:password@host:port/"
+                         "database; percent-encode @ : / % in the password, e.g. @ as %40)") from None
 
 
 def is_published(url: str, root: Path) -> bool:
@@ -293,7 +312,7 @@ def make_objective(settings: TuneSettings):
 
 def make_sampler(settings: TuneSettings, seed_offset: int):
     optuna = _optuna()
-    sampler = optuna.samplers.TPESampler(seed=settings.seed + seed_offset)
+    sampler = optuna.samplers.TPESampler(seed=(settings.seed + seed_offset) % 2**32)  # numpy's range
     if settings.fixed:
         sampler = optuna.samplers.PartialFixedSampler(settings.fixed, sampler)
     return sampler
@@ -490,7 +509,7 @@ def apply_tuned(data: dict, root: Path, source: str | None = None) -> dict:
         applied.append(method)
         print(f"--use-tuned: {method} <- {params}", file=sys.stderr)
     if not applied:
-        where = {None: Path(root) / STUDIES_DIR, PUBLISHED: Path(root) / TUNING_DIR}.get(source, source)
+        where = {None: Path(root) / STUDIES_DIR, PUBLISHED: Path(root) / TUNING_DIR}.get(source) or redact(source)
         hint = "; `--use-tuned published` reads the committed reference studies" if source is None else ""
         raise BenchError(f"--use-tuned: no tuning study for these methods in {where}{hint}")
     return data

@@ -19,9 +19,13 @@ summary paragraph at the top is generated from the same numbers: README claims l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import secrets
 import shutil
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +33,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.results.aggregate import TASK_COLUMN, formatted, mean_std, run_frame
-from bench.errors import BenchError
-from bench.io import write_json
+from bench.errors import BenchError, WriteError
+from bench.io import open_lock, write_json
 from bench.registry import METHODS, PAPER_ORDER, VARIANT_SEPARATOR, resolve_methods
+from bench.results.names import is_safe_name, safe_name
 from bench.results.store import RunStore
 from bench.results.tables import missing_first_caption, render
 
@@ -46,8 +51,15 @@ MIN_SEEDS = 3  # fewer seeds: no std worth the name, so no cell is marked best
 
 
 def publish(root: Path, run_id: str, force: bool = False) -> Path:
-    """Copy a finished test-split run's light files to <root>/published/<run-id>/."""
+    """Copy a finished test-split run's light files to <root>/published/<run-id>/.
+
+    The copy is made in a new hidden folder inside published/ and renamed into place, so a
+    reader never sees half a run and a failure leaves the old copy as it was; with `force` the
+    old copy is first renamed aside, then removed. Nothing else is ever deleted. A lock per
+    published id (published/.locks/<id>.lock) lets one publisher at a time replace it; while it
+    copies it also holds the run's lock, so no process can be working in the run meanwhile."""
     store = RunStore.open(run_id, root)
+    name = safe_name(store.run_id, "published id")
     config = store.config
     if config.get("eval_split", "test") != "test":
         raise BenchError(f"run '{run_id}' was evaluated on {config['eval_split']}; only test runs are published")
@@ -57,25 +69,110 @@ def publish(root: Path, run_id: str, force: bool = False) -> Path:
     if not records or missing:
         raise BenchError(f"run '{run_id}' is not finished: no complete result for {', '.join(missing) or 'any method'}; "
                          f"finish it with run --resume {run_id}")
-    try:
-        with store.locked():  # a process still working in the run holds its lock
-            pass
-    except BenchError:
-        raise BenchError(f"run '{run_id}' is in use by another process (lock {store.directory / '.lock'}); "
-                         "publish it when that process has finished") from None
-    records = list(records.values())
-    target = Path(root) / PUBLISHED / store.run_id
-    if target.exists():
-        if not force:
-            raise BenchError(f"{target} exists already; add --force to replace it")
-        shutil.rmtree(target)
-    write_json(target / "config.json", config)
-    write_json(target / "environment.json", store.environment)
-    for record in records:
-        destination = target / "methods" / record.method
-        destination.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(store.method_dir(record.method) / "result.json", destination / "result.json")
+    published = Path(root) / PUBLISHED
+    target = published / name
+    with _publish_lock(published, name):
+        try:
+            store.lock()  # a process still working in the run holds its lock
+        except BenchError:
+            raise BenchError(f"run '{run_id}' is in use by another process (lock {store.directory / '.lock'}); "
+                             "publish it when that process has finished") from None
+        try:
+            if os.path.lexists(target) and not force:
+                raise BenchError(f"{target} exists already; add --force to replace it")
+            _remove_leftovers(published, name)
+            fresh = _made_inside(published, name, "new")
+            try:
+                write_json(fresh / "config.json", config)
+                write_json(fresh / "environment.json", store.environment)
+                for record in records.values():
+                    destination = fresh / "methods" / record.method
+                    destination.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(store.method_dir(record.method) / "result.json", destination / "result.json")
+                _swap_in(published, name, fresh)
+            except BaseException as error:
+                _remove_inside(published, name, fresh)
+                if isinstance(error, OSError) and not isinstance(error, BenchError):
+                    raise WriteError(target, error) from None  # one error line, the old copy kept
+                raise
+        finally:
+            store.unlock()
     return target
+
+
+PUBLISH_WAIT_SECONDS = 60  # a publish copies a few small files; a longer hold is a stuck process
+
+
+@contextlib.contextmanager
+def _publish_lock(published: Path, name: str):
+    """Hold published/.locks/<name>.lock (flock, with the holder's pid in it), waiting up to
+    PUBLISH_WAIT_SECONDS for another publisher of the same id, then naming it. The lock files
+    stay (removing a lock file another process waits on would let a third one in)."""
+    path = published / ".locks" / f"{name}.lock"
+    deadline = time.monotonic() + PUBLISH_WAIT_SECONDS
+    while True:
+        try:
+            handle = open_lock(path)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = path.read_text().strip() if path.exists() else ""
+                raise BenchError(f"{published / name} is being published by another process "
+                                 f"({holder or 'unknown'}; lock {path}); try again when it has finished") from None
+            time.sleep(0.1)
+    try:
+        os.ftruncate(handle, 0)
+        os.write(handle, f"pid {os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(handle)
+
+
+def _made_inside(published: Path, name: str, kind: str) -> Path:
+    """A new hidden folder of published/ for `name` ('~' cannot occur in a name, so the
+    prefix belongs to this id alone); mkdir is atomic, so it is this process's own."""
+    published.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = published / f".{name}~{kind}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()  # the umask's mode, as any published folder (mkdtemp's is 0700)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _swap_in(published: Path, name: str, fresh: Path) -> None:
+    """Rename `fresh` to published/<name>; an old copy is renamed aside first and removed last."""
+    target, old = published / name, None
+    if os.path.lexists(target):
+        old = published / f".{name}~old-{fresh.name.rsplit('-', 1)[-1]}"
+        os.rename(target, old)
+    try:
+        os.rename(fresh, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)  # put the old copy back
+        raise
+    if old is not None:
+        _remove_inside(published, name, old)
+
+
+def _remove_leftovers(published: Path, name: str) -> None:
+    """Folders of a publisher of `name` killed mid-copy (we hold its lock: none is at work)."""
+    for path in published.glob(f".{name}~*") if published.is_dir() else []:
+        _remove_inside(published, name, path)
+
+
+def _remove_inside(published: Path, name: str, path: Path) -> None:
+    """Delete one of publish's own hidden folders, and only after checking that it is one:
+    directly inside published/ and named .<name>~..."""
+    path = Path(path)
+    if path.parent.resolve() != published.resolve() or not path.name.startswith(f".{name}~"):
+        raise BenchError(f"refusing to delete {path}: not a folder made by publishing {name} in {published}")
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 @dataclass
@@ -129,7 +226,8 @@ def _declared_overrides(row: str) -> dict | None:
 
 def gather(published: Path) -> list[Group]:
     groups: dict[tuple, Group] = {}
-    directories = sorted(p for p in Path(published).iterdir() if (p / "config.json").exists()) \
+    directories = sorted(p for p in Path(published).iterdir()  # not a publisher's hidden folders
+                         if is_safe_name(p.name) and (p / "config.json").exists()) \
         if Path(published).exists() else []
     for directory in directories:
         store = RunStore(directory)

@@ -13,7 +13,9 @@
     results/runs/<run-id>/.lock              held (flock) while a process works in the run
 
 Every file is written atomically, and a method's checkpoint carries its own result record,
-so a run killed at any moment resumes from the last finished step. The lock is an OS file
+so a run killed at any moment resumes from the last finished step. Checkpoints hold tensors
+and plain data only (the method's state_dict, never the pickled object) and are read with
+weights_only=True, so loading one can never run code (docs/security-loading.md). The lock is an OS file
 lock, so a crashed or killed process never leaves it held.
 """
 
@@ -38,9 +40,10 @@ import torch
 
 from bench.config import DEFAULT_ROOT
 from bench.engine import distributed
-from bench.errors import BenchError
+from bench.errors import BenchError, WriteError
 from bench.io import (UnreadableFile, load_torch_with_fallback, open_lock, probe_writable, read_json,
                       remove_with_previous, write_json, write_text, write_torch_keeping_previous)
+from bench.results.names import is_safe_name, safe_name
 
 
 
@@ -81,20 +84,34 @@ class RunStore:
     @classmethod
     def create(cls, config: dict, root: Path = DEFAULT_ROOT, run_id: str | None = None) -> "RunStore":
         """A new run directory (made under its lock); refused if the run exists already. In a
-        distributed run rank 0 makes it and every rank gets its id (and any error)."""
-        run_id = distributed.broadcast_object(run_id or new_run_id(config))
+        distributed run rank 0 makes it and every rank gets its id (and any error).
+
+        The folder is made with one atomic mkdir: of two processes creating the same id at
+        once exactly one makes it, and the other stops without touching it."""
+        if run_id is not None:
+            safe_name(run_id, "run id")
+        run_id = safe_name(distributed.broadcast_object(run_id or new_run_id(config)), "run id")
         store = cls(Path(root) / "runs" / run_id)
         error = None
         if distributed.is_main():
-            made = not store.directory.exists()
+            made = False
             try:
-                with store.locked():
+                try:
+                    store.directory.parent.mkdir(parents=True, exist_ok=True)
+                    store.directory.mkdir()
+                    made = True
+                except FileExistsError:
                     if (store.directory / "config.json").exists():
-                        raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}")
+                        raise BenchError(f"run '{run_id}' exists already; resume it with --resume {run_id}") from None
+                    raise BenchError(f"run '{run_id}': {store.directory} exists but holds no run (another process "
+                                     "may be creating it); choose another --run-id") from None
+                except OSError as failure:
+                    raise WriteError(store.directory, failure) from None
+                with store.locked():
                     write_json(store.directory / "config.json", config)
                     write_json(store.directory / "environment.json", environment(config))
             except BaseException as failure:
-                if made:
+                if made:  # only the folder this process made, never another process's run
                     shutil.rmtree(store.directory, ignore_errors=True)
                 if not isinstance(failure, BenchError):
                     raise
@@ -106,9 +123,15 @@ class RunStore:
 
     @classmethod
     def open(cls, run_id: str, root: Path = DEFAULT_ROOT) -> "RunStore":
-        candidates = [Path(run_id), Path(root) / "runs" / run_id]
+        """A stored run: a run id under <root>/runs, or the path of a run's folder. A folder's
+        own name is its id wherever it goes (published/<id>), so it must be a valid id too."""
+        if is_safe_name(run_id):
+            candidates = [Path(run_id), Path(root) / "runs" / run_id]
+        else:
+            candidates = [Path(run_id) if is_safe_name(Path(run_id).name) else Path(run_id).resolve()]
         for directory in candidates:
             if (directory / "config.json").exists():
+                safe_name(directory.name, f"run folder {str(run_id)!r}: its name")
                 return cls(directory)
         raise BenchError(f"no run '{run_id}' under {Path(root) / 'runs'}")
 
@@ -210,7 +233,7 @@ class RunStore:
         return self.directory / "cache"
 
     def method_dir(self, method: str) -> Path:
-        return self.directory / "methods" / method
+        return self.directory / "methods" / safe_name(method, "method row")
 
     # --- per-method records -------------------------------------------------------------------
     def save_record(self, record: MethodRecord) -> None:
@@ -246,7 +269,15 @@ class RunStore:
             return load_torch_with_fallback(self.method_dir(method_name) / "checkpoint.pt", device)
         except UnreadableFile as error:
             raise BenchError(f"{error.path}: unreadable checkpoint ({error.reason}); "
-                             "delete it to train this method again from its start") from None
+                             f"{self.restart_hint(method_name)}") from None
+
+    def restart_hint(self, method_name: str) -> str:
+        """How to go on from a step checkpoint that cannot be used (damaged, or written in the
+        pickled format of bench before issue 22, which is never loaded since it could run code)."""
+        directory = self.method_dir(method_name)
+        return (f"to train {method_name} again from its start, delete {directory / 'checkpoint.pt'} and "
+                f"{directory / 'checkpoint.prev.pt'} and --resume again, or start a new run "
+                "(without --resume, or with a new --run-id)")
 
     def drop_checkpoint(self, method_name: str) -> None:
         remove_with_previous(self.method_dir(method_name) / "checkpoint.pt")

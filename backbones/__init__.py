@@ -1,0 +1,1 @@
+"""Built-in backbones (sequence encoders), one file each, installed as `bench.backbones`."""
