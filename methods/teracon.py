@@ -44,7 +44,7 @@ Variants (rows `TERACON+<name>`, not in the paper or code):
   unmasked, as the baselines') and is then trained again with its mask.
 
 Initialisation and T1 objective as the code (issue 19: each measured with
-benchmarks/parity_teracon.py, README "Parity with the released code"):
+benchmarks/parity_teracon.py, docs/parity.md):
 - heads (`heads="released"`): a separate Linear per task, T1's too, weights N(0, 0.01),
   bias 0.1 (teracon.py L241-244, generator_hat_other.py L183-185); `heads="harness"` is the
   harness's make_head (tied T1 softmax, PyTorch's default Linear init).
