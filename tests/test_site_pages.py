@@ -73,3 +73,46 @@ def test_table_cells_are_escaped_and_bold_kept():
     html = site.html_table(frame, "t")
     assert "<th scope=\"row\">A&lt;b&gt;</th>" in html and "<strong>0.5 ± 0.1</strong>" in html
     assert "runs" not in html and "commit" not in html
+
+
+def test_site_command_names_the_missing_extra(monkeypatch, capsys):
+    import importlib.util
+
+    from bench.commands import site as command
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mkdocs" else real(name, *a))
+    assert main(["site", "build"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ['error: site: MkDocs and mkdocs-material are not installed: '
+                                                           'pip install -e ".[docs]"']
+    config = command.config_file()
+    assert config.name == "mkdocs.yml"
+    assert command.command("serve", config, "127.0.0.1:9000")[2:] == ["mkdocs", "serve", "--config-file", str(config),
+                                                                      "--dev-addr", "127.0.0.1:9000"]
+    assert command.command("build", config, "")[-3:] == ["--strict", "--config-file", str(config)]
+
+
+def test_reference_tables_set_published_values_beside_the_harness(checkout, monkeypatch):
+    from bench.experiments import reproduce
+    from bench.results import leaderboard
+
+    folder = checkout / "reference"
+    folder.mkdir()
+    table = {"name": "t-main", "source": {"paper": "P", "table": "Table 9", "page": 3, "url": None},
+             "dataset": "synthetic", "methods": ["TERACON", "Nope"], "tasks": ["T1", "T2"],
+             "metric": "MRR@5", "published": {"TERACON": {"T1": 0.5}}}
+    (folder / "t-main.json").write_text(json.dumps(table))
+    load = reproduce.load_reference
+    monkeypatch.setattr(reproduce, "available", lambda: ["t-main"])
+    monkeypatch.setattr(reproduce, "load_reference", lambda name: load(name, folder))
+    text = site.pages(checkout / "results")["reference.md"]
+    group = leaderboard.gather(checkout / "results" / "published")[0]
+    mean, std = leaderboard.group_stats(group)
+    t1 = next(c for c in mean.columns if str(c).startswith("T1 "))
+    harness = mean.at["TERACON", t1]
+    rows = text.split("## t-main", 1)[1]
+    assert "| TERACON | published | 0.5000 | – | – |" in rows
+    assert f"| | harness | {harness:.4f} ± {std.at['TERACON', t1]:.4f} |" in rows
+    assert f"| | difference | {harness - 0.5:+.4f} | – | – |" in rows
+    assert "| Nope | published | – | – | – |" in rows and "| | harness | – | – | – |" in rows
+    assert "[synthetic, order 1,2,3,4,5,6: paper defaults](synthetic-paper.md)" in rows

@@ -120,7 +120,8 @@ def group_figures(group: leaderboard.Group, published: Path) -> dict[str, list[F
 
 def group_page(group: leaderboard.Group, slug: str, published: Path) -> str:
     frame = leaderboard.group_frame(group)
-    lines = [f"# {title(group)}", "", GENERATED, "",
+    # the whole width for the table: no navigation or table-of-contents columns on these pages
+    lines = ["---", "hide:", "  - navigation", "  - toc", "---", "", f"# {title(group)}", "", GENERATED, "",
              f"Setup `{group.setup}`, preset `{group.preset}`; mean ± std over seeds "
              f"({group.fewest_seeds()} or more per row). Click a column header to sort by it "
              "(again to reverse). Bold: ahead of the runner-up by more than both stds combined, "
@@ -132,8 +133,9 @@ def group_page(group: leaderboard.Group, slug: str, published: Path) -> str:
         lines += ["Rows named `Method+variant` measure the harness's deviations from a method's released "
                   "algorithm ([Presets and protocol](../protocol.md)); they are not ranked.", ""]
     lines += [html_table(frame, f"table-{slug}"), ""]
-    lines += ["Runs: " + "; ".join(f"{method}: {row['runs']}" for method, row in frame.iterrows())
-              + f". Commit: {frame['commit'].iloc[0]}.", ""]
+    lines += ["<details><summary>Published runs and commit</summary>", "<ul>"]
+    lines += [f"<li>{html.escape(str(method))}: {html.escape(row['runs'])}</li>" for method, row in frame.iterrows()]
+    lines += ["</ul>", f"<p>Commit: {html.escape(str(frame['commit'].iloc[0]))}</p>", "</details>", ""]
     lines += ["## Forgetting heatmaps and per-task curves", "",
               "Per published run: the forgetting matrix R[i][j] − R[j][j] (red: forgotten) and each task's "
               "score after every training step, as `python -m bench plot RUN` draws them.", ""]
@@ -167,7 +169,7 @@ def index_page(groups: list[leaderboard.Group], names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def reference_page(groups: list[leaderboard.Group], names: list[str]) -> str:
+def reference_page(groups: list[leaderboard.Group], names: list[str], published: Path) -> str:
     """Each `bench reproduce` table: published values, the harness's from the published paper-preset
     runs on the same dataset (its whole size as published, which may not be the paper's data)."""
     from bench.experiments.reproduce import available, load_reference
@@ -183,23 +185,24 @@ def reference_page(groups: list[leaderboard.Group], names: list[str]) -> str:
                       and g.preset == "paper" and not g.tuned_trials and g.order == sorted(g.order)), None)
         lines += [f"## {reference.name}", "", f"{reference.citation()}.", ""]
         if match:
-            lines += [f"Harness: [{title(match[0])}]({match[1]}.md), runs "
-                      f"{', '.join(sorted({r for ids in match[0].run_ids.values() for r in ids})[:1])}…", ""]
+            first = sorted(r for ids in match[0].run_ids.values() for r in ids)[0]
+            data = Path(str(RunStore(published / first).config.get("data_dir") or "built in")).name
+            lines += [f"Harness: [{title(match[0])}]({match[1]}.md), data folder `{data}`.", ""]
         else:
             lines += [f"Harness: no published paper-preset run on `{reference.dataset}` yet.", ""]
         if not reference.published:
             lines += ["The published values are not transcribed yet "
                       f"(`results/reference/{reference.name}.json` says so).", ""]
         mean, std = leaderboard.group_stats(match[0]) if match else (None, None)
-        lines += ["| method | task | published | harness | difference |", "|---|---|---|---|---|"]
+        columns = [*reference.tasks, "Avg"]
+        lines += ["| method | | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
         for method in reference.methods:
-            for task in [*reference.tasks, "Avg"]:
-                published = reference.published.get(method, {}).get(task)
-                harness = _harness(mean, std, method, task)
-                difference = (f"{harness[0] - published:+.4f}" if published is not None and harness else "–")
-                shown = f"{harness[0]:.4f} ± {harness[1]:.4f}" if harness else "–"
-                lines.append(f"| {method} | {task} | {'–' if published is None else f'{published:.4f}'} "
-                             f"| {shown} | {difference} |")
+            paper = [reference.published.get(method, {}).get(task) for task in columns]
+            harness = [_harness(mean, std, method, task) for task in columns]
+            lines.append(f"| {method} | published | " + " | ".join("–" if v is None else f"{v:.4f}" for v in paper) + " |")
+            lines.append("| | harness | " + " | ".join(f"{h[0]:.4f} ± {h[1]:.4f}" if h else "–" for h in harness) + " |")
+            lines.append("| | difference | " + " | ".join(f"{h[0] - v:+.4f}" if h and v is not None else "–"
+                                                          for v, h in zip(paper, harness)) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -244,7 +247,7 @@ def pages(root: Path) -> dict[str, str]:
     published = Path(root) / leaderboard.PUBLISHED
     groups = leaderboard.gather(published)
     names = slugs(groups)
-    result = {"index.md": index_page(groups, names), "reference.md": reference_page(groups, names)}
+    result = {"index.md": index_page(groups, names), "reference.md": reference_page(groups, names, published)}
     for group, name in zip(groups, names):
         result[f"{name}.md"] = group_page(group, name, published)
     return result
@@ -260,7 +263,10 @@ def figures(root: Path) -> list[Figure]:
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    """The result the figures show and the code that draws them: either changing redraws them."""
+    from bench.results import plots
+
+    return hashlib.sha256(path.read_bytes() + Path(plots.__file__).read_bytes()).hexdigest()[:16]
 
 
 def write(root: Path, docs: Path, draw: bool = True) -> list[str]:
