@@ -36,9 +36,8 @@ heads) stays trainable through the whole sequence; one backbone (#B = 1).
 Variants (rows `TERACON+<name>`, not in the paper or code):
 - `floor` (min_ratio 0.25): r_i floored. The masks of related tasks are nearly parallel
   (cos ~ 1, so r_i ~ 0.0025): on the authors' data (1024-row batches) that leaves ~2 rows
-  per batch, on 128-row batches int() leaves none and retention is off. Audit (synthetic
-  default, 3 seeds, H200): with the floor T1 0.716, Avg 0.436, BWT -0.002; without it
-  T1 0.344, Avg 0.369, BWT -0.076 (issue 11's audit of methods/ against the code).
+  per batch, on 128-row batches int() leaves none and retention is off (measured effect:
+  docs/methods/teracon.md).
 - `ceil` (rows "ceil"): ceil(r_i * batch), at least one row per old task and batch.
 - `sharedt1` (shared_first_task): task 1 starts from the run's shared T1 model (trained
   unmasked, as the baselines') and is then trained again with its mask.
