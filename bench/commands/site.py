@@ -1,7 +1,7 @@
 """`site`: build or serve the documentation site (MkDocs, the `docs` extra) of this checkout.
 
 A thin wrapper so the README can name one command: it finds mkdocs.yml (the checkout bench
-runs from, else the working folder) and runs `python -m mkdocs` there, so a missing extra is
+runs from, else the working folder) and becomes `python -m mkdocs` there, so a missing extra is
 one error line instead of a traceback.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -42,7 +42,6 @@ def execute(args: argparse.Namespace) -> int:
     config = config_file()
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
         raise BenchError('site: MkDocs and mkdocs-material are not installed: pip install -e ".[docs]"')
-    try:
-        return subprocess.call(command(args.action, config, args.address), cwd=config.parent)
-    except KeyboardInterrupt:
-        return 130
+    os.chdir(config.parent)
+    # replaced by mkdocs itself, so Ctrl-C and a kill reach the server, not a wrapper around it
+    os.execv(sys.executable, command(args.action, config, args.address))
