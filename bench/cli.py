@@ -14,7 +14,7 @@ from bench.errors import BenchError
 from bench.registry import load_file
 
 # Sub-command modules; each defines NAME, HELP, add_arguments(parser) and execute(args) -> int.
-COMMANDS = ["run", "table", "list", "data", "tune", "plot", "leaderboard", "reproduce", "grid"]
+COMMANDS = ["run", "table", "list", "data", "tune", "plot", "leaderboard", "reproduce", "grid", "site"]
 
 
 def build_parser() -> argparse.ArgumentParser:

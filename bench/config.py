@@ -68,7 +68,7 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"min": 0})
     patience: int = field(default=3, metadata={"min": 1})  # epochs without validation gain (counted after min_epochs)
     # Epochs always trained before early stopping may end a task: on a small validation split
-    # the metric can stay flat for `patience` epochs while the loss still falls (README "Metrics").
+    # the metric can stay flat for `patience` epochs while the loss still falls (docs/metrics.md).
     min_epochs: int = field(default=2, metadata={"min": 1})
     eval_batch_size: int = field(default=512, metadata={"min": 1})
     first_task: FirstTaskSchedule = field(default_factory=FirstTaskSchedule)
@@ -91,7 +91,7 @@ class TrainConfig:
     # A step whose loss is not finite: "error" stops the task naming epoch and step; "skip"
     # leaves it out (no update; counted in epochs.json) at the cost of a host sync per step.
     nonfinite: Literal["error", "skip"] = "error"
-    # The training protocol every method shares (README "Protocol and deviations"):
+    # The training protocol every method shares (docs/protocol.md):
     # "harness" selects the epoch on the task's primary metric (MRR@5 / accuracy, ties broken by
     # validation loss) and trains on every row; "released" does what the released TERACON
     # scripts do: select on validation hit@1 with a strict `>` (the first epoch always counts),

@@ -39,7 +39,7 @@ STEPS = [(256, 32, "fused", "fp32"), (256, 32, "fused", "bf16"), (256, 32, "chun
          (256, 32, "chunked", "bf16"), (256, 32, "sampled", "fp32"),
          (256, 128, "fused", "bf16"), (256, 128, "chunked", "fp32"), (256, 128, "chunked", "bf16"),
          (256, 128, "sampled", "bf16"), (64, 128, "chunked", "fp32"), (64, 128, "chunked", "bf16")]
-T1_USERS = 1_180_000  # TTL's T1 train split (README "TTL"), for the implied epoch time
+T1_USERS = 1_180_000  # TTL's T1 train split (docs/datasets.md, "TTL"), for the implied epoch time
 
 
 def random_task(n_items: int, n_users: int, seq_len: int, seed: int = 0) -> Task:

@@ -41,15 +41,14 @@ released), every parameter still trainable.
 Variants (rows `TERACON+<name>`, not in the paper or code):
 - `floor` (min_ratio 0.25): r_i floored. The masks of related tasks are nearly parallel
   (cos ~ 1, so r_i ~ 0.0025): on the authors' data (1024-row batches) that leaves ~2 rows
-  per batch, on 128-row batches int() leaves none and retention is off. Audit (synthetic
-  default, 3 seeds, H200): with the floor T1 0.716, Avg 0.436, BWT -0.002; without it
-  T1 0.344, Avg 0.369, BWT -0.076 (issue 11's audit of methods/ against the code).
+  per batch, on 128-row batches int() leaves none and retention is off (measured effect:
+  docs/methods/teracon.md).
 - `ceil` (rows "ceil"): ceil(r_i * batch), at least one row per old task and batch.
 - `sharedt1` (shared_first_task): task 1 starts from the run's shared T1 model (trained
   unmasked, as the baselines') and is then trained again with its mask.
 
 Initialisation and T1 objective as the code (issue 19: each measured with
-benchmarks/parity_teracon.py, README "Parity with the released code"):
+benchmarks/parity_teracon.py, docs/parity.md):
 - heads (`heads="released"`): a separate Linear per task, T1's too, weights N(0, 0.01),
   bias 0.1 (teracon.py L241-244, generator_hat_other.py L183-185); `heads="harness"` is the
   harness's make_head (tied T1 softmax, PyTorch's default Linear init).

@@ -1,4 +1,4 @@
-"""Out-of-tree methods and datasets: the README's two examples, loaded with --plugin and as
+"""Out-of-tree methods and datasets: the two examples of docs/extending.md, loaded with --plugin and as
 installed entry points, run end to end like built-ins (run, table, list, tune)."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import pytest
 from bench.cli import main
 from bench.registry import DATASETS, METHODS, load_plugins
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+EXTENDING = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 TINY = ["--epochs", "1", "--set", "device=cpu", "--set", "backbone.embedding_dim=16", "--set", "dataset_options.n_users=200"]
 
 
 def readme_example(section: str) -> str:
-    """The first python block under `## <section>` of the README."""
-    body = README.read_text().split(f"## {section}\n", 1)[1]
+    """The first python block under `## <section>` of docs/extending.md."""
+    body = EXTENDING.read_text().split(f"## {section}\n", 1)[1]
     return body.split("```python\n", 1)[1].split("```", 1)[0]
 
 
@@ -61,7 +61,7 @@ def test_plugin_files_run_tune_and_list(tmp_path, capsys, isolated_registries):
 
     assert main([*plugins, "list"]) == 0
     listing = capsys.readouterr().out
-    assert "FineTop" in listing and "README example" in listing and "cycles" in listing
+    assert "FineTop" in listing and "docs example" in listing and "cycles" in listing
     assert main([*plugins, "list", "FineTop", "--dataset", "cycles"]) == 0
     options = capsys.readouterr().out.splitlines()
     assert any(line.split() == ["trained_blocks", "1", "paper"] for line in options)

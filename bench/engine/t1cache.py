@@ -1,6 +1,6 @@
 """Content-addressed cache of trained first-task (T1) models, shared by runs and processes.
 
-The papers start most methods from one T1 model, and a grid (benchmarks/paper_grid.sh: one
+The papers start most methods from one T1 model, and a grid (`bench grid`: one
 process per method and seed) would otherwise train that model once per process. An entry is
 named by a hash over everything that decides the trained weights: the task's data (a hash of
 its train and validation arrays, so options and split are covered), the item count, the

@@ -1,11 +1,11 @@
 """One training loop for every method: minibatches, Adam, best epoch on validation.
 
-Model selection (README "Metrics"): an epoch becomes the best when its validation metric is
+Model selection (docs/metrics.md): an epoch becomes the best when its validation metric is
 higher than the best so far, or equal to it with a lower validation loss (cross-entropy of
 the evaluation scores), so a flat metric on a small validation split never strands a head at
 epoch 1 while its loss still falls. Early stopping counts `patience` epochs without a new
 best, and only epochs after `min_epochs`. `train.protocol = "released"` selects, trains and
-anneals as the released TERACON scripts instead (bench/config.py, README "Parity with the
+anneals as the released TERACON scripts instead (bench/config.py, docs/parity.md "Parity with the
 released code").
 
 Divergence is an error, never a score: a non-finite loss stops the task naming its epoch

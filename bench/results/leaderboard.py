@@ -375,7 +375,7 @@ def generate(root: Path) -> str:
         captions = [missing_first_caption(frame)]
         if any(VARIANT_SEPARATOR in str(name) for name in frame.index):
             captions.append("Rows named `Method+variant` measure the harness's deviations from a method's "
-                            "released algorithm (README, \"Protocol and deviations\"); they are not ranked.")
+                            "released algorithm (docs/protocol.md, \"Protocol and deviations\"); they are not ranked.")
         lines += ["", f"### {label(group)}, setup `{group.setup}`", ""]
         for caption in filter(None, captions):
             lines += [caption, ""]

@@ -44,7 +44,9 @@ def forgetting_heatmap(record: MethodRecord, path: Path) -> Path:
     for i in range(len(labels)):
         for j in range(len(labels)):
             if not math.isnan(F[i, j]):
-                ax.text(j, i, f"{F[i, j]:+.3f}", ha="center", va="center", fontsize=8)
+                dark = abs(F[i, j]) > 0.6 * limit  # white on the saturated cells, black elsewhere
+                ax.text(j, i, f"{F[i, j]:+.3f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), [f"after {label}" for label in labels])
     ax.set_xlabel("task j (evaluated)")
