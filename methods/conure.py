@@ -8,7 +8,7 @@ this module does:
   Conure builds this NextItNet itself (`block`, `conv_bias`); the run's T1 model of the other
   methods is the post-LN NextItNet of TERACON/Tenrec.
 - T1: train that NextItNet on T1 (conure_tp_t1.py; trained once per run and backbone through
-  context.pretrained), then prune the lowest-magnitude fraction `prune_ratio` (0.7, the
+  the T1 cache), then prune the lowest-magnitude fraction `prune_ratio` (0.7, the
   code's `maskp_task*`) of the weights of every dilated convolution, separately per
   convolution, and retrain the kept ones with the head (conure_ret_t1.py var_list=[weight,
   softmax]: embeddings and layer norms are left as T1 trained them).
@@ -35,8 +35,7 @@ frozen, as the item embedding. This is the mechanism of Conure's Transformer bac
 (paper Table 6) as Tenrec's sas4life.py intends it: that file selects the layers to prune by
 the model's name and so, for a model named sas4life, prunes only LayerNorms, and its
 attention has no causal mask. `block` and `conv_bias` are NextItNet's fields: on SASRec
-they change nothing (its norm placement is `backbone.options.norm`), and the T1 model is the
-run's SASRec.
+they change nothing (its norm placement is `backbone.options.norm`).
 
 Weights released by pruning keep their values (they are only masked out), so the next
 task starts from them, as in the released code where masks multiply the weights.
@@ -44,21 +43,56 @@ Frozen weights are kept exact twice over: their gradients are zeroed before the 
 step (so Adam's moments stay zero) and they are re-assigned from a snapshot after it
 (so weight decay, if configured, cannot move them either).
 
+Initialisation (`init`, issue 23): "released" (the default) draws what the released code
+draws, and so trains Conure's own T1 model (once per run and backbone, through the T1 cache):
+- every weight site truncated normal, sigma 0.02, cut at 2 sigma (TF's
+  truncated_normal_initializer), its bias (if any) 0: on NextItNet the convolutions (ops.py
+  L630-631 conv1d_pre, L712-713 conv1d_fine); on SASRec the query, key and value projections
+  (ops.py L912-923, multihead_attention: weight_Q/K/V truncated normal 0.02, biases constant 0)
+  and both feed-forward matrices (the code's Transformer feed-forward is ops.py's conv1d with
+  kernel 1, L544-549: truncated normal 0.02, bias 0); the code's attention has no output
+  projection, the harness's SASRec has one and it is drawn the same way. SASRec's learned
+  positions and LayerNorms keep the backbone's own initialisation (not a weight site);
+- item embedding truncated normal, sigma 0.02 (generator_prune_t1.py L13-15); the padding row
+  stays 0 as everywhere in the harness;
+- T1 softmax untied from the embedding, weights N(0, 0.01), bias 0.1 (generator_prune_t1.py
+  L27-28), so T1's retrain moves the softmax as the code's var_list=[weight, softmax] does;
+- later tasks' output layers truncated normal, sigma 0.02 (generator_prune.py L17-20; the code
+  has no bias there, the harness's Linear keeps one, initialised 0).
+"harness" (row `Conure+harnessinit`) is the harness's earlier default: the run's shared
+T1 recipe (context.pretrained) on Conure's block (PyTorch's kaiming-uniform conv weights,
+std 0.042 at d=64; N(0, 0.02) embedding; tied T1 head) and make_head's PyTorch-default
+Linear heads. Results made before issue 23's released init (tests/fixtures) are this row's.
+Measured (synthetic, quick preset, 3 seeds, validation split; docs/reproduce-conure.md):
+Avg 0.472 +- 0.005 released vs 0.455 +- 0.017 harness (T2-T4 gain; T1 0.722 vs 0.723).
+
+Pruning the embedding too (`prune_embedding`, row `Conure+embprune`, the paper's Table 5):
+the item embedding table (the contract's `embedding`) gets an ownership tensor like a weight
+site's (one owner per entry, pruned by magnitude over the whole table after each task at the
+task's prune ratio), its kept entries frozen and its free ones trained by the next task; T1
+(and a tied head) read the entries owned by tasks <= k, so old tasks' scores stay exact. The
+released code prunes the convolutions only (generator_prune*.py save_impwei selects variables
+named "weight"), so this follows the paper's text: the embedding layer pruned and retrained
+like the hidden ones.
+
 Variants (rows `Conure+<name>`, composable, e.g. `Conure+postln+bias+tasknorms`, which was
 this module's default before issue 11 apart from T1's retrain also moving the embeddings
 and norms):
-- `postln`: the run's post-LN NextItNet block; with `bias` too it starts from the very T1
-  model the baselines share.
+- `postln`: the run's post-LN NextItNet block; with `bias` and `harnessinit` too it starts
+  from the very T1 model the baselines share.
 - `bias`: conv biases trained on T1, frozen afterwards (not pruned, as PackNet).
 - `tasknorms`: a fresh trainable pair of layer norms per task (gamma 1, beta 0), frozen after
   its task.
+- `harnessinit`: the harness's initialisation instead of the released one (above).
+- `embprune`: the item embedding pruned and retrained too (above; not a harness addition but
+  the paper's Table 5 ablation, so a row of its own rather than the default).
 
 Deviations that remain:
-- losses: full-softmax cross-entropy for every task with the harness's tied T1 head; the
-  code uses a sampled softmax on T1 with an untied softmax, BPR with a popularity negative
-  plus L2 on T2/T3 and BCE with one negative on T4.. (conure_tp_t2.py ...). With the tied
-  head the T1 retrain cannot move the softmax without the embeddings, so it moves neither
-  (only the head's bias).
+- losses: full-softmax cross-entropy for every task; the code uses a sampled softmax on T1,
+  BPR with a popularity negative plus L2 on T2/T3 and BCE with one negative on T4..
+  (conure_tp_t2.py ...). With `init="harness"` the T1 head is tied to the embedding, so the
+  T1 retrain cannot move the softmax without the embeddings and moves neither (only the
+  head's bias).
 - schedule: the run's lr, batch size and epochs (code: lr 1e-4, batch 512 and fixed
   iteration counts for T2.., conure_tp_t2.py); LayerNorm eps 1e-5 (ops.py: 1e-8).
 """
@@ -71,13 +105,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from bench.engine.backbone import build_encoder, make_head, require_sites
+from bench.engine.backbone import Backbone, TiedItemHead, build_encoder, canonical, make_head, require_sites
 from bench.errors import BenchError
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.registry import METHODS
 from bench.engine.training import TrainHooks
+from bench.engine.tasks import TaskKind
 from bench.methods.base import module_key
 from bench.methods.task_layers import TaskSwitched, TaskSwitchedMethod, make_norms_task_specific, task_norms
 
@@ -95,6 +131,10 @@ class ConureOptions:
     block: Literal["pre_ln", "post_ln"] = "pre_ln"
     conv_bias: bool = False  # code: conv biases fixed at 0 (ops.py conv1d_pre: trainable=False)
     task_norms: bool = False  # code: T1's norms serve every task (False); True: fresh norms per task
+    # "released": the released code's initialisers (module docstring; ops.py L630-631,
+    # generator_prune_t1.py L27-28), Conure's own T1 model; "harness": the run's shared T1 recipe.
+    init: Literal["released", "harness"] = "released"
+    prune_embedding: bool = False  # paper Table 5: prune and retrain the item embedding too
 
     def ratio_for(self, position: int) -> float:
         """Prune ratio of the task learnt `position`-th (1-based)."""
@@ -109,6 +149,55 @@ class ConureOptions:
             raise BenchError("Conure: retrain_epochs must be >= 0")
         if self.block not in ("pre_ln", "post_ln"):
             raise BenchError(f"Conure: block must be 'pre_ln' or 'post_ln', got {self.block!r}")
+        if self.init not in ("released", "harness"):
+            raise BenchError(f"Conure: init must be 'released' or 'harness', got {self.init!r}")
+
+
+def truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """TF's truncated_normal_initializer: N(0, std) redrawn outside +-2 std."""
+    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+def released_init(encoder: Backbone) -> Backbone:
+    """The released initialisers on a fresh backbone, through its weight sites: every site's
+    weight truncated normal, sigma 0.02, its bias 0 (NextItNet's convs: ops.py L630-631;
+    SASRec's Q/K/V/O and feed-forward matrices: ops.py L912-923, L544-549); the item embedding
+    truncated normal, sigma 0.02 (generator_prune_t1.py L13-15), its padding row 0."""
+    with torch.no_grad():
+        for site in encoder.weight_sites():
+            truncated_normal_(site.weight, 0.02)
+            if site.bias is not None:
+                site.bias.zero_()
+        truncated_normal_(encoder.embedding.weight, 0.02)
+        encoder.embedding.weight[0].zero_()
+    return encoder
+
+
+def released_head(task, encoder: nn.Module) -> nn.Linear:
+    """A task's output layer as the released code draws it: T1's softmax N(0, 0.01), bias 0.1
+    (generator_prune_t1.py L27-28); a later task's truncated normal 0.02 (generator_prune.py
+    L17-20), bias 0 (the code has none)."""
+    head = nn.Linear(encoder.embedding.embedding_dim, task.output_size)
+    with torch.no_grad():
+        if task.kind is TaskKind.NEXT_ITEM:
+            head.weight.normal_(0.0, 0.01)
+            head.bias.fill_(0.1)
+        else:
+            truncated_normal_(head.weight, 0.02)
+            head.bias.zero_()
+    return head
+
+
+def prune_owned(owner: torch.Tensor, weight: torch.Tensor, position: int, ratio: float) -> None:
+    """Release (set FREE) the `ratio` lowest-magnitude entries of `weight` owned by `position`
+    (code: per conv top-k)."""
+    owned = owner == position
+    n_release = int(round(ratio * int(owned.sum())))
+    if n_release == 0:
+        return
+    magnitude = torch.where(owned, weight.detach().abs(), torch.full_like(weight, float("inf")))
+    released = torch.topk(magnitude.flatten(), n_release, largest=False).indices
+    owner.view(-1)[released] = FREE
 
 
 class Ownership(TaskSwitched):
@@ -139,14 +228,7 @@ class Ownership(TaskSwitched):
 
     def prune(self, weight: torch.Tensor, position: int, ratio: float) -> None:
         """Release the `ratio` lowest-magnitude weights owned by `position` (code: per conv top-k)."""
-        owned = self.owner == position
-        n_owned = int(owned.sum())
-        n_release = int(round(ratio * n_owned))
-        if n_release == 0:
-            return
-        magnitude = torch.where(owned, weight.detach().abs(), torch.full_like(weight, float("inf")))
-        released = torch.topk(magnitude.flatten(), n_release, largest=False).indices
-        self.owner.view(-1)[released] = FREE
+        prune_owned(self.owner, weight, position, ratio)
 
 
 def _draw_as_a_new_layer(site: nn.Module) -> None:
@@ -179,6 +261,10 @@ class OwnedWeight:
     def owner(self) -> torch.Tensor:
         return self.site.weight_hook.owner
 
+    def owned_parameter(self) -> nn.Parameter:
+        """The tensor the ownership covers (OwnedWeightGuard moves only a task's entries)."""
+        return self.site.weight
+
     def effective_weight(self) -> torch.Tensor:
         return self.site.effective_weight()
 
@@ -189,23 +275,63 @@ class OwnedWeight:
         self.site.weight_hook.prune(self.site.weight, position, ratio)
 
 
-class OwnedWeightGuard:
-    """Training hooks that let only the weights owned by one task move."""
+class OwnedEmbedding(TaskSwitched):
+    """The item table with one owner per entry, as a weight site's Ownership (`prune_embedding`).
 
-    def __init__(self, convs: list[OwnedWeight], position: int):
-        self.convs = convs
-        self.trainable = [conv.owner == position for conv in convs]
-        self.snapshots = [conv.weight.detach().clone() for conv in convs]
+    `weight` is the table task k sees (entries owned by tasks 1..k, the rest 0), so a tied
+    head (TiedItemHead reads `embedding.weight`) scores with exactly those entries too; the
+    trained tensor is `table`."""
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = embedding.num_embeddings, embedding.embedding_dim
+        self.padding_idx = embedding.padding_idx
+        self.table = nn.Parameter(embedding.weight.detach().clone(), requires_grad=embedding.weight.requires_grad)
+        self.register_buffer("owner", torch.ones_like(self.table, dtype=torch.uint8))
+        self.active_position = 0
+
+    def select(self, key: str, position: int) -> None:
+        self.active_position = position
+
+    def owned_parameter(self) -> nn.Parameter:
+        return self.table
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if self.active_position <= 0:
+            raise RuntimeError("OwnedEmbedding used before a task was selected")
+        visible = (self.owner != FREE) & (self.owner <= self.active_position)
+        return torch.where(visible, self.table, torch.zeros_like(self.table))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return F.embedding(inputs, self.weight, self.padding_idx)
+
+    def claim_free(self, position: int) -> None:
+        self.owner[self.owner == FREE] = position
+
+    def prune(self, position: int, ratio: float) -> None:
+        """Release the `ratio` lowest-magnitude entries owned by `position`, over the whole table."""
+        prune_owned(self.owner, self.table, position, ratio)
+
+
+class OwnedWeightGuard:
+    """Training hooks that let only the weights owned by one task move (the weight sites, and
+    the item table with `prune_embedding`): any unit with `owner` and `owned_parameter()`."""
+
+    def __init__(self, units: list, position: int):
+        self.params = [unit.owned_parameter() for unit in units]
+        self.trainable = [unit.owner == position for unit in units]
+        self.snapshots = [param.detach().clone() for param in self.params]
 
     def after_backward(self) -> None:
-        for conv, trainable in zip(self.convs, self.trainable):
-            if conv.weight.grad is not None:
-                conv.weight.grad.mul_(trainable)
+        for param, trainable in zip(self.params, self.trainable):
+            if param.grad is not None:
+                param.grad.mul_(trainable)
 
     def after_step(self) -> None:
         with torch.no_grad():
-            for conv, trainable, snapshot in zip(self.convs, self.trainable, self.snapshots):
-                conv.weight.copy_(torch.where(trainable, conv.weight, snapshot))
+            for param, trainable, snapshot in zip(self.params, self.trainable, self.snapshots):
+                param.copy_(torch.where(trainable, param, snapshot))
 
     def hooks(self) -> TrainHooks:
         return TrainHooks(after_backward=self.after_backward, after_step=self.after_step)
@@ -225,6 +351,8 @@ class Conure(TaskSwitchedMethod):
         "postln": {"block": "post_ln"},  # the run's post-LN NextItNet block
         "bias": {"conv_bias": True},  # conv biases trained on T1, frozen afterwards
         "tasknorms": {"task_norms": True},  # fresh trainable layer norms per task
+        "harnessinit": {"init": "harness"},  # the harness's inits, the run's shared T1 recipe
+        "embprune": {"prune_embedding": True},  # paper Table 5: the item embedding pruned too
     }
 
     @classmethod
@@ -246,33 +374,81 @@ class Conure(TaskSwitchedMethod):
         feed-forward matrices), in the backbone's order."""
         return [OwnedWeight(site) for site in self.encoder.weight_sites() if isinstance(site.weight_hook, Ownership)]
 
+    def owned_units(self) -> list:
+        """Everything pruned by ownership: the weight sites, and the item table with `prune_embedding`."""
+        table = [self.encoder.embedding] if isinstance(self.encoder.embedding, OwnedEmbedding) else []
+        return self.owned_convs() + table
+
     def _adopt_first_model(self, task, context) -> nn.Module:
-        """A T1 NextItNet with Conure's block (trained once per run and backbone), its convs
-        ownership-masked (all owned by T1); per-task norms only with `task_norms`."""
-        encoder, head = context.pretrained(task, self._backbone(context))
+        """A T1 model with Conure's block (trained once per run and backbone), its weight sites
+        ownership-masked (all owned by T1), its item table too with `prune_embedding`;
+        per-task norms only with `task_norms`."""
+        if self.options.init == "released":
+            encoder, head = self._released_first_model(task, self._backbone(context), context)
+        else:
+            encoder, head = context.pretrained(task, self._backbone(context))
         encoder.requires_grad_(False)  # each phase turns on what it trains (_task_parameters)
-        self._install_ownership(task, encoder)
+        self._install_ownership(task, encoder, head)
         return head
 
     def _backbone(self, context):
         return dataclasses.replace(context.backbone, block=self.options.block, conv_bias=self.options.conv_bias)
 
-    def _install_ownership(self, task, encoder) -> None:
+    def _first_model(self, task, backbone, context) -> tuple[Backbone, nn.Module]:
+        """An untrained T1 encoder and head as `init` draws them."""
+        encoder = build_encoder(context.n_items, backbone)
+        if self.options.init == "released":
+            encoder = released_init(encoder).to(context.device)
+            return encoder, released_head(task, encoder).to(context.device)
+        encoder = encoder.to(context.device)
+        return encoder, make_head(task, encoder).to(context.device)
+
+    def _released_first_model(self, task, backbone, context) -> tuple[Backbone, nn.Module]:
+        """T1 trained from the released initialisers (released_init, released_head) under the
+        run's seed, once per run and backbone (the T1 cache, keyed on this file too); the
+        global RNG is left as it was, as context.pretrained leaves it."""
+        devices = [context.device] if context.device.type == "cuda" else []
+        backbone = canonical(backbone)  # Conure's block on SASRec is the run's SASRec
+
+        def train() -> dict:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(context.seed)
+                encoder, head = self._first_model(task, backbone, context)
+                log = context.fit_model(task, encoder, head, description=f"Conure pretrain {task.name}")
+            return {"model": nn.ModuleList([encoder, head]).state_dict(), "log": dataclasses.asdict(log)}
+
+        entry = context.first_model_entry("Conure T1 (released init)", "conure", task, backbone,
+                                          {"init": "released"}, train, code=(__file__,))
+        with torch.random.fork_rng(devices=devices):
+            encoder, head = self._first_model(task, backbone, context)
+        nn.ModuleList([encoder, head]).load_state_dict(entry["model"])
+        return encoder, head
+
+    def _install_ownership(self, task, encoder, head: nn.Module) -> None:
+        """Ownership hooks on every weight site (and the item table with `prune_embedding`, a
+        tied head reading the owned table); per-task norms with `task_norms`."""
         for site in require_sites(encoder, "weights", "Conure"):
             _draw_as_a_new_layer(site)
             site.weight_hook = Ownership(site.weight)
+        if self.options.prune_embedding:
+            encoder.embedding = OwnedEmbedding(encoder.embedding)
+            if isinstance(head, TiedItemHead):
+                head.embedding = encoder.embedding
         if self.options.task_norms:
             make_norms_task_specific(encoder, module_key(task), "Conure+tasknorms")
         self.encoder = encoder
 
     def restore(self, learnt, context) -> None:
-        """T1's encoder with ownership-masked weight sites, then each later task's head (and norms);
-        the ownership itself is a buffer, loaded with the weights."""
+        """T1's model as `init` builds it (with the released init: Conure's own T1 model and its
+        untied softmax), its weight sites ownership-masked (and its item table with
+        `prune_embedding`), then each later task's head (and norms); the ownership itself is
+        a buffer, loaded with the weights."""
         if not learnt:
             return
-        encoder = build_encoder(context.n_items, self._backbone(context)).to(context.device)
-        self.heads[module_key(learnt[0])] = make_head(learnt[0], encoder).to(context.device)
-        self._install_ownership(learnt[0], encoder)
+        encoder, head = self._first_model(learnt[0], canonical(self._backbone(context)), context)
+        encoder.requires_grad_(False)
+        self.heads[module_key(learnt[0])] = head
+        self._install_ownership(learnt[0], encoder, head)
         for position, task in enumerate(learnt, start=1):
             self.positions[module_key(task)] = position
             if position > 1:
@@ -282,24 +458,27 @@ class Conure(TaskSwitchedMethod):
         """Free weights go to the new task, which also gets a head (and fresh norms with `task_norms`)."""
         if position > MAX_TASKS:
             raise BenchError(f"Conure: at most {MAX_TASKS} tasks (ownership is stored as uint8)")
-        for conv in self.owned_convs():
-            conv.claim_free(position)
+        for unit in self.owned_units():
+            unit.claim_free(position)
         for norm in task_norms(self.encoder):
             norm.add_task(module_key(task))
+        if self.options.init == "released" and task.kind is not TaskKind.NEXT_ITEM:
+            return released_head(task, self.encoder).to(context.device)
         return make_head(task, self.encoder).to(context.device)
 
     def _task_parameters(self, task, head: nn.Module, position: int) -> list[nn.Parameter]:
-        """What task `position` trains after T1's pretraining: its conv weights (masked by the
-        guard) and head, as the code's var_list=[weight, softmax]; its own norms with
-        `task_norms`; T1's conv biases with `conv_bias`. The item embedding never (the tied
-        next-item heads share it)."""
+        """What task `position` trains after T1's pretraining: its weight-site weights (masked
+        by the guard) and head, as the code's var_list=[weight, softmax]; its own norms with
+        `task_norms`; T1's site biases with `conv_bias` (and SASRec's). The item embedding only
+        with `prune_embedding` (its entries masked by the guard like the sites'); otherwise
+        never (the tied next-item heads share it)."""
         key = module_key(task)
-        params = [conv.weight for conv in self.owned_convs()]
+        params = [unit.owned_parameter() for unit in self.owned_units()]
         params += [p for norm in task_norms(self.encoder) for p in norm.norms[key].parameters()]
         params += list(head.parameters())
         if position == 1:
             params += [conv.bias for conv in self.owned_convs() if conv.bias is not None]
-        embedding = self.encoder.embedding.weight
+        embedding = None if self.options.prune_embedding else self.encoder.embedding.weight
         return list({id(p): p for p in params if p is not embedding}.values())
 
     def _freeze_after_task(self) -> None:
@@ -316,7 +495,7 @@ class Conure(TaskSwitchedMethod):
 
     # --- training phases ---------------------------------------------------------------------
     def _train(self, task, head, position: int, context, phase: str, epochs: int | None = None) -> None:
-        guard = OwnedWeightGuard(self.owned_convs(), position)
+        guard = OwnedWeightGuard(self.owned_units(), position)
 
         def loss_fn(x, y):
             return training_loss(task, self.encode(task, x), head, x, y)
@@ -334,8 +513,8 @@ class Conure(TaskSwitchedMethod):
 
     def _prune_and_retrain(self, task, head, position: int, context) -> None:
         ratio = self.options.ratio_for(position)
-        for conv in self.owned_convs():
-            conv.prune(position, ratio)
+        for unit in self.owned_units():
+            unit.prune(position, ratio)
         self._train(task, head, position, context, "retrain", self.options.retrain_epochs or None)
 
     # --- the runner's interface ------------------------------------------------------------
@@ -376,8 +555,9 @@ class Conure(TaskSwitchedMethod):
         return super().parameter_count()
 
     def mask_entries(self) -> int:
-        return sum(conv.owner.numel() for conv in self.owned_convs())
+        return sum(unit.owner.numel() for unit in self.owned_units())
 
     def ownership(self) -> list[torch.Tensor]:
-        """A copy of every conv's ownership tensor (0 = free, k = task learnt k-th)."""
-        return [conv.owner.clone() for conv in self.owned_convs()]
+        """A copy of every ownership tensor (0 = free, k = task learnt k-th): the weight sites',
+        then the item table's with `prune_embedding`."""
+        return [unit.owner.clone() for unit in self.owned_units()]

@@ -73,7 +73,8 @@ def _epoch_logs(store: RunStore, method: str) -> list[dict]:
 
 # ------------------------------------------------- every method resumes from tensors and plain data
 
-RESUMED = [*METHODS.names(), "Conure+postln+bias+tasknorms", "HAT+binary+lngate", "TERACON+sharedt1"]
+RESUMED = [*METHODS.names(), "Conure+postln+bias+tasknorms", "Conure+harnessinit", "Conure+embprune",
+           "Conure+harnessinit+embprune", "HAT+binary+lngate", "TERACON+sharedt1"]
 
 
 @pytest.mark.parametrize("name", RESUMED)

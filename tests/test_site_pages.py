@@ -102,15 +102,20 @@ def test_reference_tables_set_published_values_beside_the_harness(checkout, monk
              "dataset": "synthetic", "methods": ["TERACON", "Nope"], "tasks": ["T1", "T2"],
              "metric": "MRR@5", "published": {"TERACON": {"T1": 0.5}}}
     (folder / "t-main.json").write_text(json.dumps(table))
+    on_sasrec = {**table, "name": "t-sasrec", "settings": {"backbone": {"name": "sasrec"}}}
+    (folder / "t-sasrec.json").write_text(json.dumps(on_sasrec))
     load = reproduce.load_reference
-    monkeypatch.setattr(reproduce, "available", lambda: ["t-main"])
+    monkeypatch.setattr(reproduce, "available", lambda: ["t-main", "t-sasrec"])
     monkeypatch.setattr(reproduce, "load_reference", lambda name: load(name, folder))
     text = site.pages(checkout / "results")["reference.md"]
     group = leaderboard.gather(checkout / "results" / "published")[0]
     mean, std = leaderboard.group_stats(group)
     t1 = next(c for c in mean.columns if str(c).startswith("T1 "))
     harness = mean.at["TERACON", t1]
-    rows = text.split("## t-main", 1)[1]
+    rows, sasrec = text.split("## t-main", 1)[1].split("## t-sasrec", 1)
+    # a table on another backbone gets no harness column from the NextItNet runs
+    assert "Harness: no published paper-preset run on `synthetic` with backbone `sasrec` yet." in sasrec
+    assert "| TERACON | published | 0.5000 | – | – |" in sasrec and "| | harness | – | – | – |" in sasrec
     assert "| TERACON | published | 0.5000 | – | – |" in rows
     assert f"| | harness | {harness:.4f} ± {std.at['TERACON', t1]:.4f} |" in rows
     assert f"| | difference | {harness - 0.5:+.4f} | – | – |" in rows

@@ -31,7 +31,7 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.list:
         for name in reproduce.available():
-            print(f"{name}: {reproduce.load_reference(name).citation()}")
+            print(f"{name}: {reproduce.load_reference(name).describe()}")
         return 0
     if not args.table:
         raise BenchError("reproduce: name a published table (python -m bench reproduce --list)")

@@ -181,15 +181,17 @@ def reference_page(groups: list[leaderboard.Group], names: list[str], published:
              "*difference* = harness − published, where both exist; `–`: no value.", ""]
     for name in available():
         reference = load_reference(name)
+        backbone = _table_backbone(reference)
         match = next(((g, n) for g, n in zip(groups, names) if g.dataset == reference.dataset
-                      and g.preset == "paper" and not g.tuned_trials and g.order == sorted(g.order)), None)
+                      and g.preset == "paper" and not g.tuned_trials and g.order == sorted(g.order)
+                      and (_run_config(g, published).get("backbone") or {}).get("name", "nextitnet") == backbone), None)
         lines += [f"## {reference.name}", "", f"{reference.citation()}.", ""]
         if match:
-            first = sorted(r for ids in match[0].run_ids.values() for r in ids)[0]
-            data = Path(str(RunStore(published / first).config.get("data_dir") or "built in")).name
+            data = Path(str(_run_config(match[0], published).get("data_dir") or "built in")).name
             lines += [f"Harness: [{title(match[0])}]({match[1]}.md), data folder `{data}`.", ""]
         else:
-            lines += [f"Harness: no published paper-preset run on `{reference.dataset}` yet.", ""]
+            on = f" with backbone `{backbone}`" if backbone != "nextitnet" else ""
+            lines += [f"Harness: no published paper-preset run on `{reference.dataset}`{on} yet.", ""]
         if not reference.published:
             lines += ["The published values are not transcribed yet "
                       f"(`results/reference/{reference.name}.json` says so).", ""]
@@ -205,6 +207,18 @@ def reference_page(groups: list[leaderboard.Group], names: list[str], published:
                                                           for v, h in zip(paper, harness)) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _table_backbone(reference) -> str:
+    """The backbone a table runs on (Conure's Table 6: `sasrec`), so that its harness column
+    comes only from published runs on that backbone."""
+    return str((reference.settings.get("backbone") or {}).get("name", "nextitnet"))
+
+
+def _run_config(group: leaderboard.Group, published: Path) -> dict:
+    """The config of the group's first published run (runs made before backbone.name read as NextItNet)."""
+    first = sorted(r for ids in group.run_ids.values() for r in ids)[0]
+    return RunStore(published / first).config
 
 
 def _harness(mean, std, method: str, task: str) -> tuple[float, float] | None:
