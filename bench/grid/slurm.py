@@ -14,6 +14,7 @@ resumes the same way. Needs the `slurm` extra: pip install "userrep-bench[slurm]
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -100,8 +101,6 @@ def launch(plan: Plan, t1_todo: list[int], runs_todo: list[str], slurm: SlurmSpe
            log: Callable[[str], None]) -> int:
     """Submit the T1 array and the run arrays; returns at once (`bench grid status` follows them,
     `--wait` waits for them)."""
-    from bench.grid.status import slurm_queue
-
     queued = slurm_queue(plan)
     t1_todo = [i for i in t1_todo if plan.t1_job(i).name not in queued]
     runs_todo = [r for r in runs_todo if r not in queued]
@@ -136,8 +135,21 @@ def wait(plan: Plan, log: Callable[[str], None], every: float = 30.0) -> None:
     """Return once none of the grid's jobs is queued or running any more (`--wait`)."""
     import time
 
-    from bench.grid.status import slurm_queue
-
     while queued := slurm_queue(plan):
         log(f"waiting: {len(queued)} job(s) queued or running")
         time.sleep(every)
+
+
+def slurm_queue(plan: Plan) -> dict[str, str]:
+    """{job name: "<slurm id> <state>"} of this grid's Slurm jobs still queued or running."""
+    jobs = submitted(plan)
+    if not jobs or shutil.which("squeue") is None:
+        return {}
+    ids = sorted({value.split("_")[0] for value in jobs.values()})
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)], capture_output=True,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    live = dict(line.split(maxsplit=1) for line in out.splitlines() if line.strip())
+    return {name: f"{job_id} {live[job_id]}" for name, job_id in jobs.items() if job_id in live}

@@ -10,13 +10,12 @@ time comes from `bench grid --estimate` (estimate.json in the grid's folder).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.grid import worker
+from bench.grid.slurm import slurm_queue
 from bench.grid.stages import Plan, t1_done
 from bench.io import read_json
 
@@ -107,23 +106,6 @@ def _progress_text(plan: Plan, name: str) -> str:
     except (OSError, ValueError):
         return ""
     return f"{progress['fit']}: epoch {progress['epoch']}/{progress['epochs']}"
-
-
-def slurm_queue(plan: Plan) -> dict[str, str]:
-    """{job name: "<slurm id> <state>"} of this grid's Slurm jobs still queued or running."""
-    from bench.grid import slurm
-
-    submitted = slurm.submitted(plan)
-    if not submitted or shutil.which("squeue") is None:
-        return {}
-    ids = sorted({value.split("_")[0] for value in submitted.values()})
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(ids)], capture_output=True,
-                             text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    live = dict(line.split(maxsplit=1) for line in out.splitlines() if line.strip())
-    return {name: f"{job_id} {live[job_id]}" for name, job_id in submitted.items() if job_id in live}
 
 
 def remaining_seconds(plan: Plan, jobs: list[JobStatus]) -> tuple[float, float] | None:
