@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from bench.config import BackboneConfig, RunConfig, TrainConfig
+from bench.engine.context import MethodContext
+from bench.engine.training import as_tensors
 
 TINY_DATA = {"n_users": 240, "n_items": 40, "seq_len": 8, "target_items": [24, 16], "seed": 0}
 
@@ -44,3 +46,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def synthetic_context(tasks, n_items: int, backbone: BackboneConfig, train: TrainConfig) -> MethodContext:
+    """One CPU context for a test module (seeded), so its shared T1 model is trained once."""
+    torch.manual_seed(0)
+    return MethodContext(n_items=n_items, backbone=backbone, train=train, device=torch.device("cpu"), seed=0,
+                         first_task=tasks[0])
+
+
+def inputs_of(task) -> torch.Tensor:
+    return as_tensors(task.test, torch.device("cpu"))[0]
+
+
+@torch.no_grad()
+def logits(method, tasks) -> list[torch.Tensor]:
+    """Every task's test scores, in eval mode."""
+    method.eval()
+    return [method.scores(task, inputs_of(task)) for task in tasks]

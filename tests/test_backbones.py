@@ -13,15 +13,14 @@ from bench.cli import main
 from bench.config import BackboneConfig, TrainConfig, build_run_config
 from bench.datasets.synthetic import SyntheticOptions, generate
 from bench.engine.backbone import build_encoder, check_sites
-from bench.engine.training import as_tensors
 from bench.errors import BenchError
 from bench.experiments.runner import checkpoint_payload, resume_method, run
 from bench.methods._gates import masked
-from bench.methods.base import MethodContext, module_key
+from bench.methods.base import module_key
 from bench.methods.conure import FREE
 from bench.registry import BACKBONES, METHODS, load_file, load_plugins
 from bench.results.store import MethodRecord, RunStore
-from tests.conftest import tiny_config
+from tests.conftest import inputs_of, logits, synthetic_context, tiny_config
 
 DATA = dict(n_users=200, n_items=40, seq_len=8, target_items=[20], classes=[3])
 SASREC = BackboneConfig(embedding_dim=16, name="sasrec")
@@ -35,19 +34,7 @@ def tasks():
 
 @pytest.fixture(scope="module")
 def context(tasks):
-    torch.manual_seed(0)
-    return MethodContext(n_items=DATA["n_items"], backbone=SASREC, train=TRAIN,
-                         device=torch.device("cpu"), seed=0, first_task=tasks[0])
-
-
-def inputs_of(task) -> torch.Tensor:
-    return as_tensors(task.test, torch.device("cpu"))[0]
-
-
-@torch.no_grad()
-def logits(method, tasks) -> list[torch.Tensor]:
-    method.eval()
-    return [method.scores(task, inputs_of(task)) for task in tasks]
+    return synthetic_context(tasks, DATA["n_items"], SASREC, TRAIN)
 
 
 def learnt(row, context, tasks, **options):

@@ -18,10 +18,10 @@ from bench.engine.backbone import TiedItemHead
 from bench.engine.training import as_tensors
 from bench.errors import BenchError
 from bench.experiments import reproduce
-from bench.methods.base import MethodContext
 from bench.methods.conure import FREE, OwnedEmbedding, released_head, released_init
 from bench.registry import METHODS
 from bench.datasets.synthetic import SyntheticOptions, generate
+from tests.conftest import synthetic_context
 from test_datasets import ttl_release
 
 TINY = ["--epochs", "1", "--set", "backbone.embedding_dim=8", "--set", "backbone.dilations=[1]",
@@ -166,10 +166,8 @@ def tasks():
 
 @pytest.fixture(scope="module")
 def context(tasks):
-    torch.manual_seed(0)
-    return MethodContext(n_items=DATA["n_items"], backbone=BackboneConfig(embedding_dim=16),
-                         train=TrainConfig(epochs=1, batch_size=64), device=torch.device("cpu"), seed=0,
-                         first_task=tasks[0])
+    return synthetic_context(tasks, DATA["n_items"], BackboneConfig(embedding_dim=16),
+                             TrainConfig(epochs=1, batch_size=64))
 
 
 def build_row(row, context, **options):

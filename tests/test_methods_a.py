@@ -19,6 +19,7 @@ from bench.methods.base import MethodContext, module_key
 from bench.methods.conure import FREE
 from bench.methods.mtl import MTL
 from bench.methods.peterrec import TaskPatches
+from tests.conftest import inputs_of, logits, synthetic_context
 
 DATA = dict(n_users=200, n_items=40, seq_len=8, target_items=[20], classes=[3, 2])
 BACKBONE = BackboneConfig(embedding_dim=16)
@@ -33,19 +34,7 @@ def tasks():
 @pytest.fixture(scope="module")
 def context(tasks):
     """One context for the module, so the shared T1 model is trained once."""
-    torch.manual_seed(0)
-    return MethodContext(n_items=DATA["n_items"], backbone=BACKBONE, train=TRAIN,
-                         device=torch.device("cpu"), seed=0, first_task=tasks[0])
-
-
-def inputs_of(task) -> torch.Tensor:
-    return as_tensors(task.test, torch.device("cpu"))[0]
-
-
-@torch.no_grad()
-def logits(method, tasks) -> list[torch.Tensor]:
-    method.eval()
-    return [method.scores(task, inputs_of(task)) for task in tasks]
+    return synthetic_context(tasks, DATA["n_items"], BACKBONE, TRAIN)
 
 
 # --- Conure ---------------------------------------------------------------------------------
