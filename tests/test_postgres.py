@@ -14,19 +14,17 @@ import importlib.util
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 
 import pytest
 
 from bench.cli import main
 from bench.experiments import tuning
-from test_tuning_workers import start_worker, states
+from test_tuning_workers import kill_mid_trial, start_worker, states
 
 SERVER_USER = "postgres"  # the server refuses to run as root; Debian's package creates this user
 
@@ -91,14 +89,9 @@ def root(tmp_path, monkeypatch):
 
 
 def test_two_workers_on_postgres_one_killed_finish_exactly_the_trials(root, postgres_url):
-    workers = [start_worker(root, postgres_url, trials=4, heartbeat=1) for _ in range(2)]
-    victim, survivor = workers
-    deadline = time.monotonic() + 180
-    while not list((root / "tmp").glob(f"bench-trial-{victim.pid}-*")):  # the victim is mid-trial
-        assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()[1]
-        time.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate()
+    victim = start_worker(root, postgres_url, trials=4, heartbeat=1, stop_mid_trial=True)
+    survivor = start_worker(root, postgres_url, trials=4, heartbeat=1)
+    kill_mid_trial(victim, root)
     out, err = survivor.communicate(timeout=300)
     assert survivor.returncode == 0, err
     assert "postgresql://bench@127.0.0.1" in err  # the study line names the server (no password)
