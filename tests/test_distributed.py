@@ -48,6 +48,7 @@ def kill_tree(pid: int) -> None:
         kill_tree(int(child))
 
 
+@pytest.mark.slow
 def test_two_process_run_is_written_once_resumes_and_matches_a_single_process_shape(tmp_path, t1_cache_root):
     # interrupt a two-process run once HAT has checkpointed its first step
     first = torchrun("run", "--methods", METHODS, "--run-id", "dist", results=tmp_path)
@@ -138,6 +139,7 @@ def _run_methods(methods: list[str], root: Path) -> bool:
         all(torch.equal(a, b) for a, b in zip(other[name], mine[name])) for other in every for name in mine)
 
 
+@pytest.mark.slow
 def test_averaged_gradients_train_like_one_process_with_the_global_batch_and_ranks_stay_in_lockstep(
         tmp_path, monkeypatch):
     rendezvous = str(tmp_path / "rendezvous")

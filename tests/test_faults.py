@@ -205,6 +205,7 @@ KILLED = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "--se
           "--set", "train.checkpoint_every_steps=1", "--device", "cpu", "--quiet"]
 
 
+@pytest.mark.slow
 def test_sigkill_after_an_in_task_checkpoint_then_resume_is_bit_identical(capsys, tmp_path):
     import signal
 
@@ -229,6 +230,7 @@ def test_sigkill_after_an_in_task_checkpoint_then_resume_is_bit_identical(capsys
     assert not list(store.directory.rglob("*.tmp")) and not list(store.directory.rglob("fit*.pt"))
 
 
+@pytest.mark.slow
 def test_sigterm_prints_the_resume_hint_and_leaves_no_temporary_file(tmp_path):
     import signal
 

@@ -88,6 +88,7 @@ def root(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_two_workers_on_postgres_one_killed_finish_exactly_the_trials(root, postgres_url):
     victim = start_worker(root, postgres_url, trials=4, heartbeat=1, stop_mid_trial=True)
     survivor = start_worker(root, postgres_url, trials=4, heartbeat=1)

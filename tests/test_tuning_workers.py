@@ -62,6 +62,7 @@ def root(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_two_workers_together_finish_exactly_the_requested_trials(root):
     storage = f"sqlite:///{root / 'shared.db'}"
     workers = [start_worker(root, storage, trials=4) for _ in range(2)]
@@ -75,6 +76,7 @@ def test_two_workers_together_finish_exactly_the_requested_trials(root):
     assert not list((root / "tmp").glob("bench-trial-*"))
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_failed_and_retried(root):
     storage = f"sqlite:///{root / 'shared.db'}"
     worker = start_worker(root, storage, trials=3, heartbeat=1, stop_mid_trial=True)
