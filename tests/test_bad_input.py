@@ -34,7 +34,7 @@ from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.results.store import RunStore
 from tests.test_cli import assert_one_line_error as assert_one_error, run_cli
-from tests.test_datasets import _isolated_data_root, ttl_release  # noqa: F401  (autouse: a private $BENCH_DATA)
+from tests.test_datasets import ttl_release
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = ["--set", "backbone.embedding_dim=8", "--set", "backbone.dilations=[1]",
