@@ -16,7 +16,6 @@ import random
 import shlex
 import signal
 import subprocess
-import sys
 import warnings
 import zipfile
 from dataclasses import dataclass, field

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -66,13 +67,18 @@ def postgres_url():
     folder = tempfile.mkdtemp(prefix="bench-pg-", dir="/tmp")
     if os.geteuid() == 0:
         os.chown(folder, owner.pw_uid, owner.pw_gid)
-    data, port = os.path.join(folder, "data"), free_port()
+    data, log = os.path.join(folder, "data"), os.path.join(folder, "log")
     subprocess.run(as_server_user([f"{binaries}/initdb", "-D", data, "-A", "trust", "-U", "bench",
                                    "--no-sync"]), check=True, capture_output=True, timeout=120)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(as_server_user([f"{binaries}/pg_ctl", "-D", data, "-o", options, "-l",
-                                   os.path.join(folder, "log"), "-w", "start"]),
-                   check=True, capture_output=True, timeout=120)
+    for _ in range(5):  # another process may take the free port between the probe and the server's bind
+        port = free_port()
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        started = subprocess.run(as_server_user([f"{binaries}/pg_ctl", "-D", data, "-o", options, "-l", log,
+                                                 "-w", "start"]), capture_output=True, timeout=120)
+        if started.returncode == 0:
+            break
+    else:
+        raise AssertionError(f"the PostgreSQL server did not start: {Path(log).read_text()[-2000:]}")
     try:
         yield f"postgresql://bench@127.0.0.1:{port}/postgres"
     finally:
