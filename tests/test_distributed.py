@@ -39,10 +39,12 @@ def torchrun(*argv: str, results: Path) -> subprocess.Popen:
 
 def kill_tree(pid: int) -> None:
     """kill -9 a process and its children (torchrun starts its workers in sessions of their own)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # every thread's children, not only the main thread's
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass
     os.kill(pid, signal.SIGKILL)
     for child in children:
         kill_tree(int(child))
