@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 
@@ -32,6 +35,23 @@ def t1_cache_root(tmp_path, monkeypatch):
     root = tmp_path / "t1-cache"
     monkeypatch.setenv("BENCH_T1_CACHE", str(root))
     return root
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same global RNG states (Python, NumPy, torch), whatever ran
+    before it: a test's random data must not change with `-k`, `-m "not slow"` or test order."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    """Every test gets its own $BENCH_DATA (downloads and parsed-data caches never leak between
+    tests, nor into ~/.cache/bench), and the developer's BENCH_FUSED_LOSS does not choose its loss."""
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "bench-data"))
+    monkeypatch.delenv("BENCH_FUSED_LOSS", raising=False)
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ import random
 import shlex
 import signal
 import subprocess
-import sys
-import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from bench.errors import BenchError
 from bench.registry import METHODS
 from bench.results.store import RunStore
 from tests.test_cli import assert_one_line_error as assert_one_error, run_cli
-from tests.test_datasets import _isolated_data_root, ttl_release  # noqa: F401  (autouse: a private $BENCH_DATA)
+from tests.test_datasets import ttl_release
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = ["--set", "backbone.embedding_dim=8", "--set", "backbone.dilations=[1]",
@@ -426,29 +424,29 @@ def test_a_full_disk_mid_run_loses_nothing_finished(capsys, interrupted, monkeyp
 # ---------------------------------------------------------------- kill -9, twice
 
 def _spawn(results: Path, *argv: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "bench", "run", *argv, "--results", str(results)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """`bench run` in a child that stops itself each time it has stored a step (tests/stopping.py):
+    every signal below lands at a known step, whatever the machine's load."""
+    from tests import stopping
+
+    return subprocess.Popen(stopping.command("bench.results.store:RunStore.save_record", "bench", "run", *argv,
+                                             "--results", results),
+                            cwd=REPO, env=stopping.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _wait_for_steps(process: subprocess.Popen, results: Path, steps: int) -> None:
-    """Until the run has stored `steps` steps; the test fails if it finished first."""
-    path = results / "runs" / "k" / "methods" / "SinMoAll" / "result.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if len(json.loads(path.read_text())["steps"]) >= steps:
-                break
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.02)
-    assert process.poll() is None, f"the run ended before step {steps}: {process.stderr.read().decode()}"
+def _stopped_at_step(process: subprocess.Popen, results: Path, steps: int) -> None:
+    """Wait until the child stops after storing a step, and check it is step `steps`."""
+    from tests import stopping
+
+    stopping.wait_stopped(process)
+    stored = json.loads((results / "runs" / "k" / "methods" / "SinMoAll" / "result.json").read_text())["steps"]
+    assert len(stored) == steps
 
 
 def _kill(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait()
     process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
 
 
 SLOW_TINY = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "--set", "dataset_options.n_items=30",
@@ -463,13 +461,14 @@ def test_kill_9_twice_then_resume_is_bit_identical_and_the_lock_dies_with_the_pr
     assert code == 0, err
 
     process = _spawn(results, *SLOW_TINY, "--run-id", "k")
-    _wait_for_steps(process, results, 1)
+    _stopped_at_step(process, results, 1)
     _kill(process)
     process = _spawn(results, "--resume", "k", "--quiet")
-    _wait_for_steps(process, results, 2)  # the resumed process is training: it holds the lock
+    _stopped_at_step(process, results, 2)  # the resumed process, stopped mid-run: it holds the lock
     code, _, err = cli(capsys, "run", "--resume", "k", "--results", results)  # a second, concurrent resume
     assert_one_error(code, err, "run 'k' is in use by another process")
-    _wait_for_steps(process, results, 3)
+    process.send_signal(signal.SIGCONT)
+    _stopped_at_step(process, results, 3)
     _kill(process)
 
     code, _, err = cli(capsys, "run", "--resume", "k", "--quiet", "--results", results)  # the lock died with it

@@ -23,12 +23,6 @@ from bench.datasets.base import load_dataset
 from bench.datasets.ttl import TTL_FILES
 
 
-@pytest.fixture(autouse=True)
-def _isolated_data_root(tmp_path, monkeypatch):
-    """Every test gets its own $BENCH_DATA, so caches and downloads never leak between tests."""
-    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "bench-data"))
-
-
 # ---------------------------------------------------------------- TTL fixtures
 
 WIDTH = 8

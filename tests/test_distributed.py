@@ -39,15 +39,18 @@ def torchrun(*argv: str, results: Path) -> subprocess.Popen:
 
 def kill_tree(pid: int) -> None:
     """kill -9 a process and its children (torchrun starts its workers in sessions of their own)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # every thread's children, not only the main thread's
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            pass
     os.kill(pid, signal.SIGKILL)
     for child in children:
         kill_tree(int(child))
 
 
+@pytest.mark.slow
 def test_two_process_run_is_written_once_resumes_and_matches_a_single_process_shape(tmp_path, t1_cache_root):
     # interrupt a two-process run once HAT has checkpointed its first step
     first = torchrun("run", "--methods", METHODS, "--run-id", "dist", results=tmp_path)
@@ -85,12 +88,12 @@ def test_two_process_run_is_written_once_resumes_and_matches_a_single_process_sh
     assert [entry["hit"] for entry in single.environment["t1_cache"].values()] == [False]
 
 
-def _fit_on_rank(rank: int, world: int, port: int, out: str) -> None:
+def _fit_on_rank(rank: int, world: int, rendezvous: str, out: str) -> None:
     """Two gloo ranks with batch B each must train exactly as one process with batch 2B."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    if world > 1:
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+    if world > 1:  # a rendezvous file, not a fixed port another process may hold
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     from bench.config import BackboneConfig, TrainConfig
     from bench.datasets.base import load_dataset
     from bench.engine.backbone import NextItNet, make_head
@@ -138,10 +141,14 @@ def _run_methods(methods: list[str], root: Path) -> bool:
         all(torch.equal(a, b) for a, b in zip(other[name], mine[name])) for other in every for name in mine)
 
 
-def test_averaged_gradients_train_like_one_process_with_the_global_batch_and_ranks_stay_in_lockstep(tmp_path):
-    port = 29500 + os.getpid() % 1000
-    mp.spawn(_fit_on_rank, args=(2, port, str(tmp_path / "two.pt")), nprocs=2)
-    _fit_on_rank(0, 1, port, str(tmp_path / "one.pt"))
+@pytest.mark.slow
+def test_averaged_gradients_train_like_one_process_with_the_global_batch_and_ranks_stay_in_lockstep(
+        tmp_path, monkeypatch):
+    rendezvous = str(tmp_path / "rendezvous")
+    mp.spawn(_fit_on_rank, args=(2, rendezvous, str(tmp_path / "two.pt")), nprocs=2)
+    monkeypatch.setenv("RANK", "0")  # the in-process rank below sets both: undone after the test
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    _fit_on_rank(0, 1, rendezvous, str(tmp_path / "one.pt"))
     two, one = torch.load(tmp_path / "two.pt"), torch.load(tmp_path / "one.pt")
     for key, value in one["state"].items():
         torch.testing.assert_close(two["state"][key], value, rtol=1e-4, atol=1e-5)

@@ -182,25 +182,22 @@ def test_a_diverging_tune_trial_fails_instead_of_winning(tmp_path, capsys):
 
 # ------------------------------------------------- row 2 (a real kill -9) and row 14 (SIGTERM)
 
-def _spawn(results, *argv):
-    import os
+def _spawn_stopping_after_first_fit_checkpoint(results, run_id):
+    """`bench run` in a child that stops itself right after it first writes its in-task checkpoint
+    (methods/SinMoAll/fit.pt: one training step into the second task), so the signal lands
+    exactly there and not wherever a polling loop on a loaded machine catches up with it."""
     import subprocess
-    import sys
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
-    return subprocess.Popen([sys.executable, "-m", "bench", "run", *argv, "--results", str(results)],
-                            cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    from tests import stopping
 
-
-def _wait_for(process, path, timeout: float = 120) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None and not path.exists():
-        time.sleep(0.01)
-    assert process.poll() is None, f"the run ended before {path} appeared: {process.stderr.read().decode()}"
+    fit = results / "runs" / run_id / "methods" / "SinMoAll" / "fit.pt"
+    process = subprocess.Popen(
+        stopping.command("bench.engine.checkpoints:Journal.write", "bench", "run", *KILLED, "--run-id", run_id,
+                         "--results", results, when_exists=fit),
+        cwd=stopping.REPO, env=stopping.environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stopping.wait_stopped(process)
+    assert fit.exists()
+    return process
 
 
 KILLED = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "--set", "dataset_options.n_items=30",
@@ -208,6 +205,7 @@ KILLED = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "--se
           "--set", "train.checkpoint_every_steps=1", "--device", "cpu", "--quiet"]
 
 
+@pytest.mark.slow
 def test_sigkill_after_an_in_task_checkpoint_then_resume_is_bit_identical(capsys, tmp_path):
     import signal
 
@@ -215,11 +213,11 @@ def test_sigkill_after_an_in_task_checkpoint_then_resume_is_bit_identical(capsys
 
     results = tmp_path / "results"
     assert cli(capsys, "run", *KILLED, "--run-id", "reference", "--results", results)[0] == 0
-    process = _spawn(results, *KILLED, "--run-id", "k")
-    _wait_for(process, results / "runs" / "k" / "methods" / "SinMoAll" / "fit.pt")  # inside task 2
+    process = _spawn_stopping_after_first_fit_checkpoint(results, "k")
     process.send_signal(signal.SIGKILL)
     process.wait()
     process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
     store = RunStore.open("k", results)
     assert len(store.load_record("SinMoAll").steps) == 1, "killed inside the second task"
 
@@ -232,14 +230,15 @@ def test_sigkill_after_an_in_task_checkpoint_then_resume_is_bit_identical(capsys
     assert not list(store.directory.rglob("*.tmp")) and not list(store.directory.rglob("fit*.pt"))
 
 
+@pytest.mark.slow
 def test_sigterm_prints_the_resume_hint_and_leaves_no_temporary_file(tmp_path):
     import signal
 
     results = tmp_path / "results"
-    process = _spawn(results, *KILLED, "--run-id", "t")
-    _wait_for(process, results / "runs" / "t" / "methods" / "SinMoAll" / "fit.pt")
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
+    process = _spawn_stopping_after_first_fit_checkpoint(results, "t")
+    process.send_signal(signal.SIGTERM)  # delivered when it runs again
+    process.send_signal(signal.SIGCONT)
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err.decode()
     assert "interrupted; resume with: python -m bench run --resume t" in err.decode()
     assert not list((results / "runs" / "t").rglob("*.tmp"))

@@ -5,6 +5,7 @@ their imported classes say."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,24 +42,33 @@ def test_built_ins_are_described_as_their_classes_say(registry, attributes):
             assert stated.get(attribute, default) == actual, (name, attribute)
 
 
+def outside_checkout() -> dict[str, str]:
+    """os.environ without this checkout on PYTHONPATH: there, as in the working directory, the
+    repository's own datasets/ folder is a top-level `datasets` (a developer's PYTHONPATH=$PWD
+    made the test below fail for reasons of the shell, not of the package)."""
+    root = Path(__file__).resolve().parents[1]
+    kept = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != root]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(kept)}
+
+
 def test_huggingface_datasets_and_bench_coexist(tmp_path):
     """Both ship a `datasets`; bench installs its own as bench.datasets, so neither shadows the other.
-    (Run outside the checkout: Python puts the working directory first on sys.path, and there
-    the repository's own datasets/ folder is a top-level `datasets`.)"""
-    # Look for it where the check runs, outside the checkout: here, inside it, the repository's
-    # own datasets/ folder would be found instead.
+    (Run outside the checkout, in the working directory and on PYTHONPATH: see `outside_checkout`.)"""
+    env = outside_checkout()
     found = subprocess.run([sys.executable, "-c", "import importlib.util; "
-                            "print(importlib.util.find_spec('datasets') is not None)"],
-                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                            "print([importlib.util.find_spec(name) is not None for name in ('datasets', 'bench')])"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert found.returncode == 0, found.stderr
-    if found.stdout.strip() != "True":
-        pytest.skip("HuggingFace `datasets` is not installed (.ci/run installs it: pip install datasets)")
+    hf_datasets, bench = found.stdout.strip() == "[True, True]", "True]" in found.stdout
+    if not hf_datasets:
+        pytest.skip("HuggingFace `datasets` is not installed (.ci/run installs it: pip install datasets)"
+                    if bench else "bench is not installed (pip install -e .)")
     done = subprocess.run([sys.executable, "-c",
                            "import datasets\nassert callable(datasets.load_dataset)\n"
                            "from bench.registry import DATASETS\nassert 'synthetic' in DATASETS.names()\n"
                            "from bench.datasets.base import load_dataset\n"
                            "assert load_dataset('synthetic', {'n_users': 50}).name == 'synthetic'\n"
                            "print(datasets.__file__)"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).parent.name == "datasets" and "site-packages" in done.stdout

@@ -83,6 +83,7 @@ def test_plugin_option_after_the_command(tmp_path, capsys, isolated_registries):
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_entry_points_register_without_any_flag(tmp_path):
     """An installed distribution declaring `bench.methods`/`bench.datasets` entry points (here a
     bare dist-info on PYTHONPATH, what pip leaves behind) is picked up by every command."""
@@ -92,7 +93,8 @@ def test_entry_points_register_without_any_flag(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-example\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[bench.methods]\nFineTop = finetop\n\n[bench.datasets]\ncycles = cycles\n")
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    path = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]  # keep the checkout a developer put there
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     done = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "FineTop", "--dataset", "cycles",
                            *TINY, "--results", str(tmp_path / "results"), "--quiet"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -39,6 +39,8 @@ def test_reproduce_runs_the_grid_on_a_tiny_ttl_export(tmp_path, capsys, monkeypa
     monkeypatch.setattr(reproduce, "REFERENCE_DIR", reference_dir)
     monkeypatch.setattr(reproduce.load_reference, "__defaults__", (reference_dir,))
     monkeypatch.setattr(reproduce.available, "__defaults__", (reference_dir,))
+    frames, real = [], reproduce.reproduce  # the frame the table prints, to check numbers as numbers
+    monkeypatch.setattr(reproduce, "reproduce", lambda *args, **kw: frames.append(real(*args, **kw)) or frames[-1])
     code = main(["reproduce", "tiny", "--data-dir", str(root), "--results", str(tmp_path / "r"),
                  "--quiet", "--format", "plain", *TINY])
     out = capsys.readouterr().out
@@ -51,7 +53,9 @@ def test_reproduce_runs_the_grid_on_a_tiny_ttl_export(tmp_path, capsys, monkeypa
     # columns: method task metric harness ± std seeds published difference
     fine, mtl = frame_rows[("FineSmax", "T1")], frame_rows[("MTL", "T1")]
     assert float(fine[3]) >= 0 and fine[4] == "–" and fine[5] == "1"  # one seed: no std
-    assert float(fine[-1]) == pytest.approx(float(fine[3]) - 0.5, abs=1e-4)
+    # the difference as a number (two figures rounded to 4 decimals need not differ by a rounded 0.5)
+    harness, difference = frames[0].loc[("FineSmax", "T1"), ["harness", "difference"]]
+    assert difference == harness - 0.5 and [fine[3], fine[-1]] == [f"{harness:.4f}", f"{difference:.4f}"]
     assert mtl[3] == "–" and mtl[-1] == "–"  # MTL has no T1 score
     assert frame_rows[("FineSmax", "T2")][-2:] == ["–", "–"]  # not published
     config = json.loads((tmp_path / "r" / "runs" / "reproduce-tiny-s0" / "config.json").read_text())

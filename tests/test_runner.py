@@ -37,6 +37,7 @@ def test_every_method_fills_a_sane_matrix(name, results_root):
     assert not (store.method_dir(name) / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_sinmoall_forgets_and_finesmax_does_not(results_root):
     records, _ = run_methods(["SinMoAll", "FineSmax"], results_root,
                              dataset_options={"n_users": 400, "n_items": 50, "seq_len": 10, "seed": 1},
@@ -52,6 +53,7 @@ def test_sinmoall_forgets_and_finesmax_does_not(results_root):
     assert records["FineSmax"].last_step["backbones"] == 1
 
 
+@pytest.mark.slow
 def test_baselines_share_the_t1_model_and_count_backbones(results_root):
     records, _ = run_methods(["SinMo", "FineAll", "FineSmax", "DNN"], results_root)
     t1 = {name: record.matrix()[0, 0] for name, record in records.items()}

@@ -118,6 +118,7 @@ def tune(root: Path, trials: int) -> int:
                  *TINY[:2], *TINY[3:], "--results", str(root)])
 
 
+@pytest.mark.slow
 def test_tune_resumes_and_never_touches_test(tmp_path, no_test_split, capsys, t1_cache_root):
     assert tune(tmp_path, 2) == 0
     db = tmp_path / "studies" / "synthetic-SinMoAll.db"
@@ -163,6 +164,7 @@ def test_search_space_default_and_options_mapping():
         parse_fixed(["lr"])
 
 
+@pytest.mark.slow
 def test_plots_are_written(seed_study):
     pytest.importorskip("matplotlib")
     assert main(["plot", "st-s0", "--results", str(seed_study)]) == 0

@@ -32,6 +32,7 @@ def _scores(records) -> dict:
     return {name: ([step["scores"] for step in record.steps], record.variants) for name, record in records.items()}
 
 
+@pytest.mark.slow
 def test_cache_hit_and_cache_off_give_bit_identical_results(tmp_path, t1_cache_root, monkeypatch, capfd):
     trained, first = _run(tmp_path, "trained")
     loaded, second = _run(tmp_path, "loaded")
@@ -70,6 +71,7 @@ def test_loading_from_the_cache_leaves_the_global_rng_as_training_does(results_r
     assert torch.equal(trained, loaded)
 
 
+@pytest.mark.slow
 def test_a_damaged_entry_is_named_and_trained_again(tmp_path, t1_cache_root, capfd):
     trained, _ = _run(tmp_path, "first")
     entry = sorted(t1_cache_root.glob("t1-*.pt"))[0]
@@ -113,6 +115,7 @@ def test_no_t1_cache_flag_trains_without_the_cache(tmp_path, t1_cache_root, capf
     assert len(list(t1_cache_root.glob("t1-*.pt"))) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["TERACON+floor"])
 def test_teracon_variants_that_agree_on_t1_share_its_model(variant, tmp_path, capfd):
     config = tiny_config(methods=["TERACON", variant])
@@ -125,6 +128,7 @@ def test_teracon_variants_that_agree_on_t1_share_its_model(variant, tmp_path, ca
     assert err.count("t1-cache: training teracon-") == 1 and err.count("t1-cache: loaded teracon-") == 1
 
 
+@pytest.mark.slow
 def test_an_unusable_cache_folder_costs_time_not_the_run(tmp_path, monkeypatch, capfd):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -136,6 +140,7 @@ def test_an_unusable_cache_folder_costs_time_not_the_run(tmp_path, monkeypatch, 
     assert all(e["path"] is None and not e["hit"] for e in store.environment["t1_cache"].values())
 
 
+@pytest.mark.slow
 def test_a_damaged_copy_in_the_run_folder_is_named_and_trained_again(tmp_path, monkeypatch, capfd):
     """With the T1 cache off, a resumed run reads its own T1 copy: truncated, it is retrained."""
     monkeypatch.setenv("BENCH_T1_CACHE", "off")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from bench.cli import main
 from bench.experiments import tuning
+from tests import stopping
 
 TINY = [
     "--epochs", "1", "--quiet", "--startup-trials", "1",
@@ -30,10 +30,24 @@ def tune_args(root: Path, storage: str, trials: int, heartbeat: int = 60) -> lis
             "--heartbeat", str(heartbeat), *TINY, "--results", str(root)]
 
 
-def start_worker(root: Path, storage: str, trials: int, heartbeat: int = 60) -> subprocess.Popen:
-    env = {**os.environ, "TMPDIR": str(root / "tmp"), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bench", *tune_args(root, storage, trials, heartbeat)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_worker(root: Path, storage: str, trials: int, heartbeat: int = 60,
+                 stop_mid_trial: bool = False) -> subprocess.Popen:
+    """A `bench tune` worker process; with `stop_mid_trial` it stops itself (tests/stopping.py)
+    each time a trial has made its run folder, so a test kills it mid-trial for certain."""
+    env = stopping.environment(TMPDIR=str(root / "tmp"))
+    argv = tune_args(root, storage, trials, heartbeat)
+    command = (stopping.command("bench.results.store:RunStore.create", "bench", *argv) if stop_mid_trial
+               else [sys.executable, "-m", "bench", *argv])
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_mid_trial(worker: subprocess.Popen, root: Path) -> None:
+    """kill -9 a `stop_mid_trial` worker at its first trial's stop point."""
+    stopping.wait_stopped(worker)
+    assert list((root / "tmp").glob(f"bench-trial-{worker.pid}-*"))  # its trial folder: mid-trial
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate()
+    assert worker.returncode == -signal.SIGKILL
 
 
 def states(storage: str) -> Counter:
@@ -47,6 +61,7 @@ def root(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_two_workers_together_finish_exactly_the_requested_trials(root):
     storage = f"sqlite:///{root / 'shared.db'}"
     workers = [start_worker(root, storage, trials=4) for _ in range(2)]
@@ -60,15 +75,11 @@ def test_two_workers_together_finish_exactly_the_requested_trials(root):
     assert not list((root / "tmp").glob("bench-trial-*"))
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_failed_and_retried(root):
     storage = f"sqlite:///{root / 'shared.db'}"
-    worker = start_worker(root, storage, trials=3, heartbeat=1)
-    deadline = time.monotonic() + 120
-    while not list((root / "tmp").glob(f"bench-trial-{worker.pid}-*")):  # mid-trial
-        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[1]
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGKILL)
-    worker.communicate()
+    worker = start_worker(root, storage, trials=3, heartbeat=1, stop_mid_trial=True)
+    kill_mid_trial(worker, root)
     killed = tuning.open_study(storage, "shared").trials
     assert [t.state.name for t in killed][-1] == "RUNNING"  # what kill -9 leaves behind
 

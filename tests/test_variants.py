@@ -60,6 +60,7 @@ def test_option_precedence_base_then_variant_then_row():
                                                                              "smax": 20.0}
 
 
+@pytest.mark.slow
 def test_variant_rows_run_record_their_options_and_resume(results_root):
     data = dataclasses.asdict(tiny_config(methods=["Conure+tasknorms", "HAT+binary", "Conure"]))
     data["method_options"] = {"conure+TASKNORMS": {"prune_ratio": 0.5}}
