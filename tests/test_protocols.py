@@ -66,7 +66,8 @@ def test_negatives_are_a_function_of_seed_task_and_row():
     assert int(drawn.min()) == 1 and int(drawn.max()) == 50  # the padding id 0 is no candidate
 
 
-def test_sampled_metrics_do_not_depend_on_batch_size_or_limit():
+def scored_task():
+    """An item task with a random test split, a fixed score function and a sampled protocol."""
     generator = torch.Generator().manual_seed(0)
     n_rows, n_targets = 300, 40
     task = item_task(n_targets, torch.randint(0, n_targets, (n_rows,), generator=generator).numpy())
@@ -78,7 +79,11 @@ def test_sampled_metrics_do_not_depend_on_batch_size_or_limit():
         return table[x].sum(dim=1)
 
     protocol = Protocol(EvalConfig(protocol="sampled", sampling="popularity", cutoffs=[5, 20]), seed=1)
-    whole = evaluate(task, task.test, score, torch.device("cpu"), 1000, protocol=protocol)
+    return task, score, protocol, evaluate(task, task.test, score, torch.device("cpu"), 1000, protocol=protocol)
+
+
+def test_sampled_metrics_do_not_depend_on_batch_size_or_limit():
+    task, score, protocol, whole = scored_task()
     for batch_size in (1, 7, 64):
         assert evaluate(task, task.test, score, torch.device("cpu"), batch_size, protocol=protocol) \
             == pytest.approx(whole, rel=1e-12, abs=1e-15)
@@ -87,6 +92,24 @@ def test_sampled_metrics_do_not_depend_on_batch_size_or_limit():
                               protocol=protocol)
     full = evaluate(task, task.test, score, torch.device("cpu"), 64, protocol=Protocol(EvalConfig(cutoffs=[5, 20])))
     assert set(full) == set(whole) and full != whole
+
+
+def test_sampled_metrics_summed_over_ranks_equal_one_process(monkeypatch):
+    """Three DDP ranks' shards (rows r, r + 3, ...), each ranked against its rows' negatives,
+    add up to the single-process metrics (what distributed.reduce_sums does)."""
+    from bench.engine import distributed
+    from bench.engine.training import accumulate
+
+    task, score, protocol, whole = scored_task()
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    total, count, sums = 0, 0, None
+    for rank in range(3):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        sums = accumulate(task, task.test, score, torch.device("cpu"), 32, protocol=protocol)
+        part, n = sums.result()
+        total, count = total + part, count + n
+    assert count == len(task.test) and sums.metrics(total, count) == pytest.approx(whole, rel=1e-12, abs=1e-15)
 
 
 def test_popularity_sampling_follows_training_frequencies():
@@ -123,6 +146,12 @@ def test_protocol_in_config_result_and_leaderboard(capsys, tmp_path):
     assert item_scores and all(set(s) == {"mrr@5", "hr@5", "ndcg@5", "mrr@20", "hr@20", "ndcg@20"}
                                and 0 <= s["mrr@5"] <= s["mrr@20"] <= s["hr@20"] <= 1 for s in item_scores)
     assert all(set(s) == {"accuracy"} for s in scores.values() if "mrr@5" not in s)
+    assert "Item tasks scored by sampled ranking: 1 positive + 99 popularity negatives, cut-offs @5/@20." in out
+    code, table, _ = run_cli(capsys, "table", "sampled", "--results", str(tmp_path))
+    assert code == 0 and "sampled ranking" in table
+    code, out, _ = run_cli(capsys, "run", *common, "--run-id", "full")
+    assert code == 0 and "sampled ranking" not in out and "hr@20" not in \
+        (tmp_path / "runs" / "full" / "methods" / "DNN" / "result.json").read_text()
     # the leaderboard keeps the protocols apart and says which one made a table;
     # a default `eval` keeps the setup key of runs stored before it existed
     default = {k: v for k, v in config.items() if k != "eval"}
