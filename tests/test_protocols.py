@@ -152,6 +152,11 @@ def test_protocol_in_config_result_and_leaderboard(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "run", *common, "--run-id", "full")
     assert code == 0 and "sampled ranking" not in out and "hr@20" not in \
         (tmp_path / "runs" / "full" / "methods" / "DNN" / "result.json").read_text()
+    # the protocol changes only how R is scored: training and model selection are the same
+    logs = [[(log["task"], log["best_epoch"], [(e["loss"], e["valid"], e["valid_loss"]) for e in log["epochs"]])
+             for log in json.loads((tmp_path / "runs" / run / "methods" / "DNN" / "epochs.json").read_text())]
+            for run in ("sampled", "full")]
+    assert logs[0] == logs[1] and len(logs[0]) > 1
     # the leaderboard keeps the protocols apart and says which one made a table;
     # a default `eval` keeps the setup key of runs stored before it existed
     default = {k: v for k, v in config.items() if k != "eval"}
