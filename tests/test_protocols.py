@@ -177,3 +177,14 @@ def test_bad_protocol_settings_are_one_line_errors(capsys, tmp_path, setting, fr
     code, _, err = run_cli(capsys, "run", "--methods", "dnn", "--device", "cpu", "--quiet",
                            "--results", str(tmp_path), "--set", setting)
     assert_one_line_error(code, err, fragment)
+
+
+def test_sampled_groups_get_their_own_results_page():
+    from bench.results.site import slugs
+
+    full = Group("synthetic", [1, 2], "aaaa", preset="quick")
+    sampled = Group("synthetic", [1, 2], "bbbb", preset="quick", protocol=describe({"protocol": "sampled"}))
+    wider = Group("synthetic", [1, 2], "cccc", preset="quick", protocol=describe({"cutoffs": [5, 20]}))
+    assert (full.sampled, sampled.sampled, wider.sampled) == (False, True, False)
+    assert slugs([full, sampled]) == ["synthetic-quick", "synthetic-quick-sampled"]
+    assert label(wider) == "method defaults, preset quick; full ranking, cut-offs @5/@20"

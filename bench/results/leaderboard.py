@@ -192,6 +192,11 @@ class Group:
     run_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     commits: list[str] = field(default_factory=list)
 
+    @property
+    def sampled(self) -> bool:
+        """Scored by sampled-candidate ranking: never comparable with full-ranking numbers."""
+        return bool(self.protocol and self.protocol.startswith("sampled"))
+
     def fewest_seeds(self) -> int:
         return min((len(seeds) for seeds in self.seeds.values()), default=0)
 
