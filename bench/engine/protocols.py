@@ -8,17 +8,19 @@ accuracy under both. Only reported scores (R) follow the protocol: validation mo
 stays full-ranking MRR@5, so the two protocols score the same trained models.
 
 What DITTO's released code does (read at cfcd3b9):
-- Evaluation: `train_task1.py` L226-243 (T1 validation, `model_test_` the same for test) and
-  `train_ditto.py` L442-460 (later tasks), `inference_past_tasks_update.py` likewise: for each
-  batch, `np.random.choice(len(items), B * n_neg)` (n_neg 99), i.e. drawn **with replacement**
-  from **every id of the item dictionary, padding id 0 included**; neither the positive nor the
+- Evaluation: validation in `train_task1.py` L226-243 (T1) and `train_ditto.py` L442-460
+  (later tasks), test in `utils.py` `model_test_` L311-327 (T1) and `model_test` L115-132
+  (later tasks; `inference_past_tasks_update.py` calls it for past tasks): for each batch,
+  `np.random.choice(len(items), B * n_neg)` (n_neg 99), i.e. drawn **with replacement** from
+  **every id of the item dictionary, padding id 0 included**; neither the positive nor the
   user's history is excluded (a negative can be the positive itself). The positive's score is
   column 0 of `cat(pos, neg)`, ranked by `torch.topk` (k = 5 and 5 + 15 = 20); `utils.py`
   `accuracy_test` L67-105 turns the position into MRR, HR, NDCG@5 and @20. A tie's place is
   whatever `topk` returns.
-- Sampling: uniform for T2+ (`train_ditto.py` L442); on T1 with `p=dl.prob` (`train_task1.py`
-  L227), where `data_loader.py` `Data_Loader` L66-85 counts every token of the whole T1 file
-  (train, validation and test rows, padding included), ranks them by count and gives rank r
+  (`utils.py` `model_test_allneg` L379, a full ranking for T1, is called by no script.)
+- Sampling: uniform for T2+ (`train_ditto.py` L442, `utils.py` L132); on T1 with `p=dl.prob`
+  (`train_task1.py` L227, `utils.py` L327), where `data_loader.py` `Data_Loader` L66-85 counts
+  every token of the whole T1 file (train, validation and test rows, padding included), ranks them by count and gives rank r
   the weight exp(-(r+1) / (rho * N)) (LambdaFM, `--rho` 0.3); the list is in rank order but
   `np.random.choice(len(items), p=...)` reads it by item id, so id i gets the weight of the
   i-th most frequent token, not its own.
