@@ -198,6 +198,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
     record = store.load_record(name)
     if record is not None and record.complete:
         return record
+    protocol = context.protocol or Protocol(config.eval, config.seed)
     checkpoint = store.load_checkpoint(name, context.device)
     if checkpoint is not None:
         method, record = resume_method(name, checkpoint, tasks, context, config, store)
@@ -205,7 +206,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         torch.manual_seed(config.seed)
         method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
         record = MethodRecord(name, [t.name for t in tasks], {t.name: t.primary_metric for t in tasks},
-                              evaluation=context.protocol.record())
+                              evaluation=protocol.record())
     seen: list[int] = []
     for index, positions in enumerate(method.schedule(len(tasks))):
         seen += [p for p in positions if p not in seen]
@@ -221,7 +222,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         scores = {
             tasks[p].name: evaluate(tasks[p], tasks[p].split(config.eval_split), partial(method.scores, tasks[p]),
                                     context.device, context.train.eval_batch_size,
-                                    context.train.limit_eval_users, context.train.precision, context.protocol)
+                                    context.train.limit_eval_users, context.train.precision, protocol)
             for p in method.scored_positions(seen, positions)
         }
         for task_name, metrics in scores.items():
