@@ -109,6 +109,33 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How reported scores rank item-task candidates (docs/protocols.md, bench/engine/protocols.py).
+
+    "full" ranks the target among every candidate (the harness's, Conure's and TERACON's
+    protocol); "sampled" ranks it among `negatives` drawn candidates, uniformly or by training
+    popularity (DITTO's: 1 positive + 99 negatives), drawn per instance from a generator seeded by
+    (`seed` or the run's seed, task, instance), so they never depend on batch size or ranks.
+    `cutoffs` are the k of MRR/HR/NDCG@k; 5 is required (MRR@5 is every item task's primary
+    metric). Model selection on the validation split stays full-ranking MRR@5 under both, so the
+    two protocols score the same trained models. Classification tasks report accuracy under both.
+    """
+
+    protocol: Literal["full", "sampled"] = "full"
+    negatives: int = field(default=99, metadata={"min": 1})
+    sampling: Literal["uniform", "popularity"] = "uniform"
+    cutoffs: list[int] = field(default_factory=lambda: [5], metadata={"min": 1, "min_len": 1})
+    seed: int | None = field(default=None, metadata=SEED_BOUNDS)  # None: the run's seed
+
+    def validate(self) -> None:
+        if 5 not in self.cutoffs:
+            raise BenchError(f"config.eval.cutoffs: expected a list that includes 5 (MRR@5 is the "
+                             f"primary metric), got {self.cutoffs}")
+        if len(set(self.cutoffs)) != len(self.cutoffs):
+            raise BenchError(f"config.eval.cutoffs: expected distinct cut-offs, got {self.cutoffs}")
+
+
+@dataclass
 class RunConfig:
     dataset: str = "synthetic"
     # Named settings the run starts from (bench/presets.py); None = the dataset's default
@@ -130,6 +157,8 @@ class RunConfig:
     tuned_trials: dict[str, int] = field(default_factory=dict)
     # Split that fills R: "test" for reported results, "valid" for tuning (test stays unseen).
     eval_split: Literal["test", "valid"] = "test"
+    # How reported item-task scores rank candidates: full ranking (default) or sampled negatives.
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

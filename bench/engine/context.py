@@ -20,6 +20,7 @@ from bench.engine import distributed, t1cache
 from bench.engine import backbone as backbones
 from bench.engine.backbone import Backbone, build_encoder, make_head
 from bench.engine.checkpoints import Journal, scope
+from bench.engine.protocols import Protocol
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.engine.tasks import Task
 from bench.engine.training import FitLog, TrainHooks, evaluate, fit
@@ -42,6 +43,7 @@ class MethodContext:
     journal: Journal | None = None  # in-task checkpoints of the step being learnt (set by the runner)
     t1_cache: Path | None = None  # the shared T1 cache's folder; None: off (train in every run)
     on_t1: Callable[[str, dict], None] | None = None  # told each T1 model's cache key and hit
+    protocol: Protocol | None = None  # how reported scores rank candidates (None: full ranking @5)
     _pretrained: dict[str, dict] = field(default_factory=dict, repr=False)
 
     def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
@@ -60,10 +62,13 @@ class MethodContext:
         """Metrics of `score_fn` on the run's evaluation split (for extra rows such as Conure-).
 
         While tuning that split is "valid", so no reported number ever reads the test split.
+        Reported scores (no `split` given) follow the run's protocol (`eval.protocol`); a split
+        named explicitly (a method's own model selection) is ranked in full.
         """
+        protocol = self.protocol if split is None else None
         split = split or self.eval_split
         return evaluate(task, task.split(split), score_fn, self.device, self.train.eval_batch_size,
-                        self.train.limit_eval_users, self.train.precision)
+                        self.train.limit_eval_users, self.train.precision, protocol)
 
     def fit_model(self, task: Task, encoder: nn.Module, head: nn.Module, parameters=None,
                   description: str = "") -> FitLog:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,31 +22,41 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 class RankingSums:
     """Streaming MRR@k, HR@k and NDCG@k over the full candidate set (no negative sampling).
 
-    `add` keeps per-metric sums on the scores' device (no host sync per batch), so evaluation
-    memory is one batch of scores, never users x items. `result()` hands out the sums and the
-    instance count, which processes can all-reduce before `metrics(sums, count)` divides.
+    `k` is one cut-off or several (`[5, 20]`: mrr@5, hr@5, ndcg@5, mrr@20, ...). `add` keeps
+    per-metric sums on the scores' device (no host sync per batch), so evaluation memory is one
+    batch of scores, never users x items. `result()` hands out the sums and the instance count,
+    which processes can all-reduce before `metrics(sums, count)` divides. The sampled-candidate
+    protocol (bench/engine/protocols.py) ranks against drawn negatives with the same sums.
     """
 
-    def __init__(self, k: int = 5):
-        self.k = k
-        self.names = (f"mrr@{k}", f"hr@{k}", f"ndcg@{k}")
+    def __init__(self, k: int | Sequence[int] = 5):
+        self.cutoffs = [k] if isinstance(k, int) else list(k)
+        self.k = self.cutoffs[0]
+        self.names = tuple(f"{metric}@{cut}" for cut in self.cutoffs for metric in ("mrr", "hr", "ndcg"))
         self.sums: torch.Tensor | None = None
         self.count = 0
 
-    def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
-        ranks = target_ranks(scores, targets).double()
+    def add(self, scores: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """`rows` (the instances' indices in the split) is for protocols that need them."""
+        self.add_ranks(target_ranks(scores, targets).double(), scores.gather(1, targets.unsqueeze(1)).squeeze(1))
+
+    def add_ranks(self, ranks: torch.Tensor, target_scores: torch.Tensor) -> None:
+        """Add 1-based ranks; a NaN target score makes the sums NaN."""
         # A NaN target score has no rank: it would count as rank 0 (every comparison with NaN
         # is false), making 1/rank infinite, so it makes the sums NaN instead, which the
         # training loop and the runner report as divergence.
-        undefined = torch.where(scores.gather(1, targets.unsqueeze(1)).squeeze(1).isnan(), torch.nan, 0.0)
-        hit = ranks <= self.k
-        batch = torch.stack([
-            (torch.where(hit, 1.0 / ranks, 0.0) + undefined).sum(),
-            (hit.double() + undefined).sum(),
-            (torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0) + undefined).sum(),
-        ])
+        undefined = torch.where(target_scores.isnan(), torch.nan, 0.0)
+        parts = []
+        for k in self.cutoffs:
+            hit = ranks <= k
+            parts += [
+                (torch.where(hit, 1.0 / ranks, 0.0) + undefined).sum(),
+                (hit.double() + undefined).sum(),
+                (torch.where(hit, 1.0 / torch.log2(ranks + 1.0), 0.0) + undefined).sum(),
+            ]
+        batch = torch.stack(parts)
         self.sums = batch if self.sums is None else self.sums + batch
-        self.count += len(targets)
+        self.count += len(ranks)
 
     def result(self) -> tuple[torch.Tensor, int]:
         sums = self.sums if self.sums is not None else torch.zeros(len(self.names), dtype=torch.float64)
@@ -67,15 +78,15 @@ class AccuracySums(RankingSums):
         self.sums = None
         self.count = 0
 
-    def add(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+    def add(self, scores: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         correct = (scores.argmax(dim=1) == targets).sum(dtype=torch.float64).reshape(1)
         correct = correct + torch.where(scores.isnan().any(), torch.nan, 0.0)  # no accuracy from NaN scores
         self.sums = correct if self.sums is None else self.sums + correct
         self.count += len(targets)
 
 
-def ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, k: int = 5) -> dict[str, float]:
-    """MRR@k, HR@k and NDCG@k of one block of scores."""
+def ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, k: int | Sequence[int] = 5) -> dict[str, float]:
+    """MRR@k, HR@k and NDCG@k of one block of scores (at each cut-off of `k`)."""
     sums = RankingSums(k)
     sums.add(scores, targets)
     return sums.metrics()

@@ -42,6 +42,7 @@ from bench.engine.progress import report as report_progress
 from bench.engine.checkpoints import Journal
 from bench.errors import DivergenceError
 from bench.engine.metrics import AccuracySums, RankingSums
+from bench.engine.protocols import Protocol
 from bench.engine.objectives import LossSettings, evaluation_pairs, loss_settings
 from bench.engine.tasks import Task, TaskKind, TaskSplit
 
@@ -173,34 +174,48 @@ def metric_sums(task: Task) -> RankingSums:
 
 def scored_batches(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
                    batch_size: int = 512, limit: int | None = None,
-                   precision: str = "fp32") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                   precision: str = "fp32", rows: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
     """(float scores, targets) of a split one batch at a time: memory is one batch of scores.
 
-    `limit` keeps the split's first `limit` instances (smoke runs at full size).
+    `limit` keeps the split's first `limit` instances (smoke runs at full size). With `rows`,
+    each batch also carries its instances' indices in the split (sampled negatives are a
+    function of them, bench/engine/protocols.py), whichever rank or batch scores them.
     """
     if limit is not None:
         split = split.subset(np.arange(min(limit, len(split))))
-    inputs, targets = distributed.shard_rows(*evaluation_pairs(task, *as_tensors(split, device, widen=False)))
-    for x, y in batches(inputs, targets, batch_size):
+    pairs = evaluation_pairs(task, *as_tensors(split, device, widen=False))
+    if rows:
+        pairs = (*pairs, torch.arange(len(pairs[1]), device=device))
+    sharded = distributed.shard_rows(*pairs)
+    inputs, targets = sharded[:2]
+    for start, (x, y) in zip(range(0, len(targets), batch_size), batches(inputs, targets, batch_size)):
         with autocast(device, precision):
             scores = score_fn(x)
-        yield scores.float(), y.long()
+        yield (scores.float(), y.long(), sharded[2][start:start + batch_size]) if rows else (scores.float(), y.long())
 
 
 @torch.no_grad()
 def accumulate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
-               batch_size: int = 512, limit: int | None = None, precision: str = "fp32") -> RankingSums:
-    """The metric sums of a split (see `scored_batches`)."""
-    sums = metric_sums(task)
-    for scores, y in scored_batches(task, split, score_fn, device, batch_size, limit, precision):
-        sums.add(scores, y)
+               batch_size: int = 512, limit: int | None = None, precision: str = "fp32",
+               protocol: Protocol | None = None) -> RankingSums:
+    """The metric sums of a split (see `scored_batches`) under `protocol` (None: full ranking @5)."""
+    if protocol is None:
+        sums = metric_sums(task)
+        for scores, y in scored_batches(task, split, score_fn, device, batch_size, limit, precision):
+            sums.add(scores, y)
+        return sums
+    sums = protocol.sums(task)
+    for scores, y, index in scored_batches(task, split, score_fn, device, batch_size, limit, precision, rows=True):
+        sums.add(scores, y, index)
     return sums
 
 
 def evaluate(task: Task, split: TaskSplit, score_fn: ScoreFn, device: torch.device,
-             batch_size: int = 512, limit: int | None = None, precision: str = "fp32") -> dict[str, float]:
-    """Metrics of `score_fn` on a split: MRR/HR/NDCG@5 for item tasks, accuracy for classes."""
-    sums = accumulate(task, split, score_fn, device, batch_size, limit, precision)
+             batch_size: int = 512, limit: int | None = None, precision: str = "fp32",
+             protocol: Protocol | None = None) -> dict[str, float]:
+    """Metrics of `score_fn` on a split: MRR/HR/NDCG@k for item tasks (full ranking @5 unless
+    `protocol` says otherwise, bench/engine/protocols.py), accuracy for classes."""
+    sums = accumulate(task, split, score_fn, device, batch_size, limit, precision, protocol)
     return sums.metrics(*distributed.reduce_sums(*sums.result()))  # rows are sharded across ranks
 
 

@@ -31,6 +31,7 @@ from bench.results.store import MethodRecord, RunStore
 from bench.engine.tasks import Dataset, Task
 from bench.engine.backbone import check_sites
 from bench.engine.context import MethodContext
+from bench.engine.protocols import Protocol
 from bench.engine import distributed, softmax, t1cache
 from bench.engine.training import enable_tf32, evaluate
 from bench.datasets.base import load_dataset
@@ -126,6 +127,7 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
         seed=config.seed, cache_dir=store.cache_dir, progress=progress, first_task=tasks[0],
         eval_split=config.eval_split, t1_cache=t1cache.default_root(),
         on_t1=lambda name, outcome: store.update_environment("t1_cache", {name: outcome}),
+        protocol=Protocol(config.eval, config.seed),
     )
     store.update_environment("loss", {"next_item": "sampled" if config.train.loss == "sampled"
                                       else softmax.exact_loss_path(device)})
@@ -196,13 +198,15 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
     record = store.load_record(name)
     if record is not None and record.complete:
         return record
+    protocol = context.protocol or Protocol(config.eval, config.seed)
     checkpoint = store.load_checkpoint(name, context.device)
     if checkpoint is not None:
         method, record = resume_method(name, checkpoint, tasks, context, config, store)
     else:
         torch.manual_seed(config.seed)
         method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
-        record = MethodRecord(name, [t.name for t in tasks], {t.name: t.primary_metric for t in tasks})
+        record = MethodRecord(name, [t.name for t in tasks], {t.name: t.primary_metric for t in tasks},
+                              evaluation=protocol.record())
     seen: list[int] = []
     for index, positions in enumerate(method.schedule(len(tasks))):
         seen += [p for p in positions if p not in seen]
@@ -218,7 +222,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         scores = {
             tasks[p].name: evaluate(tasks[p], tasks[p].split(config.eval_split), partial(method.scores, tasks[p]),
                                     context.device, context.train.eval_batch_size,
-                                    context.train.limit_eval_users, context.train.precision)
+                                    context.train.limit_eval_users, context.train.precision, protocol)
             for p in method.scored_positions(seen, positions)
         }
         for task_name, metrics in scores.items():

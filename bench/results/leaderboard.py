@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.results.aggregate import TASK_COLUMN, formatted, mean_std, run_frame
+from bench.engine.protocols import describe as describe_protocol
 from bench.errors import BenchError, WriteError
 from bench.io import open_lock, write_json
 from bench.registry import METHODS, PAPER_ORDER, VARIANT_SEPARATOR, resolve_methods
@@ -184,11 +185,17 @@ class Group:
     setup: str
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
     preset: str = "none recorded"
+    protocol: str | None = None  # the evaluation protocol's caption words; None: full ranking @5
     tuned_trials: dict[str, int] = field(default_factory=dict)  # method -> trials of its study
     # per method row: a run may hold one method (a grid of single-method runs) or all of them
     seeds: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     run_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     commits: list[str] = field(default_factory=list)
+
+    @property
+    def sampled(self) -> bool:
+        """Scored by sampled-candidate ranking: never comparable with full-ranking numbers."""
+        return bool(self.protocol and self.protocol.startswith("sampled"))
 
     def fewest_seeds(self) -> int:
         return min((len(seeds) for seeds in self.seeds.values()), default=0)
@@ -207,6 +214,8 @@ def setup_key(config: dict) -> str:
     A variant row's declared overrides, which a run records under method_options.<row>, are
     part of the row's name, not of the setup: a TERACON+floor run joins the TERACON runs'."""
     setup = {key: value for key, value in config.items() if key not in NOT_SETUP}
+    if describe_protocol(setup.get("eval")) is None:  # full ranking @5: the key of runs made before `eval`
+        setup.pop("eval", None)
     if isinstance(setup.get("train"), dict):  # when checkpoints are written never changes a result
         setup["train"] = {key: value for key, value in setup["train"].items()
                           if key not in NOT_SETUP_TRAIN and not (key == "nonfinite" and value == "error")}
@@ -240,6 +249,7 @@ def gather(published: Path) -> list[Group]:
         key = (config.get("dataset", "?"), tuple(order), bool(tuned), setup_key(config))
         group = groups.setdefault(key, Group(key[0], list(order), key[3],
                                              preset=config.get("preset") or "none recorded",
+                                             protocol=describe_protocol(config.get("eval")),
                                              tuned_trials=tuned))
         frame = run_frame(records, order)
         for method in frame.index:
@@ -258,13 +268,15 @@ def _rank(method: str) -> tuple:
 
 
 def label(group: Group) -> str:
-    """'paper defaults' (or the preset's name when it is not `paper`) or 'tuned, N trials each'."""
+    """'paper defaults' (or the preset's name when it is not `paper`) or 'tuned, N trials each',
+    followed by the evaluation protocol unless it is the default full ranking @5."""
+    protocol = f"; {group.protocol}" if group.protocol else ""
     if not group.tuned_trials:
-        return "paper defaults" if group.preset == "paper" else f"method defaults, preset {group.preset}"
+        return ("paper defaults" if group.preset == "paper" else f"method defaults, preset {group.preset}") + protocol
     counts = sorted(set(group.tuned_trials.values()))
     trials = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     tuned = sorted(group.tuned_trials, key=_rank)
-    return f"tuned, {trials} trials each ({', '.join(tuned)}; preset {group.preset})"
+    return f"tuned, {trials} trials each ({', '.join(tuned)}; preset {group.preset}){protocol}"
 
 
 def group_stats(group: Group) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -81,6 +81,8 @@ def slugs(groups: list[leaderboard.Group]) -> list[str]:
         parts.append(group.preset.replace(" ", "-"))
         if group.tuned_trials:
             parts.append("tuned")
+        if group.sampled:
+            parts.append("sampled")
         names.append(_safe("-".join(parts)))
     return [f"{name}-{group.setup}" if names.count(name) > 1 else name for name, group in zip(names, groups)]
 
@@ -183,7 +185,7 @@ def reference_page(groups: list[leaderboard.Group], names: list[str], published:
         reference = load_reference(name)
         backbone = _table_backbone(reference)
         match = next(((g, n) for g, n in zip(groups, names) if g.dataset == reference.dataset
-                      and g.preset == "paper" and not g.tuned_trials and g.order == sorted(g.order)
+                      and g.preset == "paper" and not g.tuned_trials and not g.sampled and g.order == sorted(g.order)
                       and (_run_config(g, published).get("backbone") or {}).get("name", "nextitnet") == backbone), None)
         lines += [f"## {reference.name}", "", f"{reference.citation()}.", ""]
         if match:

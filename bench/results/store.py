@@ -55,6 +55,9 @@ class MethodRecord:
     steps: list[dict] = field(default_factory=list)
     variants: dict[str, dict] = field(default_factory=dict)  # e.g. "Conure-": {task: metrics}
     complete: bool = False
+    # how the scores rank candidates (bench/engine/protocols.py Protocol.record); {} in runs
+    # made before protocols existed, which were all full ranking @5
+    evaluation: dict = field(default_factory=dict)
 
     def matrix(self, metric: str | None = None) -> np.ndarray:
         """R[i][j]: task j's score after step ending at position i (NaN where not evaluated)."""

@@ -114,6 +114,22 @@ def render(frame: pd.DataFrame, fmt: str = "github", floatfmt: str = ".4f") -> s
     return tabulate(shown, headers="keys", tablefmt=fmt, disable_numparse=True)
 
 
+def protocol_caption(records: list[MethodRecord]) -> str | None:
+    """The sentence naming the evaluation protocol (bench/engine/protocols.py) when it is not
+    the default full ranking @5; runs made before protocols existed record none (full @5)."""
+    from bench.engine.protocols import describe
+
+    described = sorted({describe(_as_settings(record.evaluation)) or "full ranking, cut-offs @5" for record in records})
+    if described == ["full ranking, cut-offs @5"]:
+        return None
+    return f"Item tasks scored by {' / '.join(described)}."
+
+
+def _as_settings(evaluation: dict) -> dict:
+    """A result.json `evaluation` record as `eval` settings (its seed is the resolved one)."""
+    return {key: value for key, value in evaluation.items() if key != "seed"}
+
+
 def render_run(records: list[MethodRecord], fmt: str = "github", matrices: bool = True) -> str:
     """Each method's performance and forgetting matrices if asked, then the comparison table
     last, so that it is what a terminal or a log shows at its end."""
@@ -138,5 +154,7 @@ def render_run(records: list[MethodRecord], fmt: str = "github", matrices: bool 
                "classification); Avg over all tasks, Avg T2–Tn over the tasks after the first; "
                "BWT < 0 means forgetting; FWT is measured against SinMo.")
     missing = missing_first_caption(frame)
-    parts += [caption + (" " + missing if missing else ""), "", render(frame, fmt)]
+    protocol = protocol_caption(records)
+    parts += [caption + (" " + missing if missing else "") + (" " + protocol if protocol else ""), "",
+              render(frame, fmt)]
     return "\n".join(parts)
