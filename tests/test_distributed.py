@@ -30,15 +30,17 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not Path("/proc/self/
                                 reason="needs torch.distributed (gloo) and Linux /proc")  # HAT's gradient surgery runs after the all-reduce; FineSmax is plain
 
 
-def torchrun(*argv: str, results: Path, stop_after: str | None = None) -> subprocess.Popen:
+def torchrun(*argv: str, results: Path, stop_after: str | None = None, when_exists: Path | None = None
+             ) -> subprocess.Popen:
     """Two ranks of `bench`; with `stop_after`, each rank runs under tests/stopping.py and stops
-    itself after every return of that function (only rank 0 writes, so only it stops; rank 1
-    then waits at its next collective): the run is frozen at a known point, however loaded the
-    machine is."""
+    itself after a return of that function once `when_exists` exists (only rank 0 writes, so
+    only it stops; rank 1 then waits at its next collective): the run is frozen at a known
+    point, however loaded the machine is."""
     from tests import stopping
 
+    condition = [] if when_exists is None else ["--when-exists", str(when_exists)]
     target = (["-m", "bench"] if stop_after is None
-              else [str(stopping.HERE), "--after", stop_after, "--", "bench"])
+              else [str(stopping.HERE), "--after", stop_after, *condition, "--", "bench"])
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              *target, *argv, *TINY, "--results", str(results)],
                             env=stopping.environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -61,9 +63,9 @@ def kill_tree(pid: int) -> None:
 def test_two_process_run_is_written_once_resumes_and_matches_a_single_process_shape(tmp_path, t1_cache_root):
     # interrupt a two-process run once HAT has checkpointed its first step: rank 0 stops itself
     # right after writing it, so polling for the file cannot race the run to its end
-    first = torchrun("run", "--methods", METHODS, "--run-id", "dist", results=tmp_path,
-                     stop_after="bench.results.store:RunStore.save_checkpoint")
     checkpoint = tmp_path / "runs" / "dist" / "methods" / "HAT" / "checkpoint.pt"
+    first = torchrun("run", "--methods", METHODS, "--run-id", "dist", results=tmp_path,
+                     stop_after="bench.results.store:RunStore.save_checkpoint", when_exists=checkpoint)
     deadline = time.monotonic() + 300  # for a hung child, not a timing assumption
     while not checkpoint.exists():
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
