@@ -19,7 +19,7 @@ from bench.datasets.ttl import TTL_FILES
 from bench.engine.tasks import Task, TaskKind
 from bench.errors import DataFormatError, DivergenceError
 from tests.test_cli import assert_one_line_error
-from tests.test_datasets import _isolated_data_root, ratings_table, ttl_release, write_release  # noqa: F401
+from tests.test_datasets import ratings_table, ttl_release, write_release
 from tests.test_faults import _fit_with_nan_at
 
 TINY = ["--set", "dataset_options.n_users=100", "--set", "dataset_options.n_items=20",
