@@ -44,7 +44,7 @@ from bench.results.tables import missing_first_caption, render
 PUBLISHED = "published"
 LEADERBOARD = "LEADERBOARD.md"
 # Settings that do not change what a result means; everything else must match to average runs.
-NOT_SETUP = ("seed", "methods", "device", "data_dir")
+NOT_SETUP = ("seed", "methods", "device", "data_dir", "order")  # the group key holds the resolved order
 # Train settings of the same kind (in-task checkpoints); `nonfinite` only when it skips steps.
 NOT_SETUP_TRAIN = ("checkpoint_every_minutes", "checkpoint_every_steps")
 COLUMNS_DROPPED = ("FWT",)  # needs SinMo in the same run; the papers' tables show BWT only
@@ -186,6 +186,7 @@ class Group:
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
     preset: str = "none recorded"
     protocol: str | None = None  # the evaluation protocol's caption words; None: full ranking @5
+    backbone: str = "nextitnet"  # backbone.name; named in the label when not the default
     tuned_trials: dict[str, int] = field(default_factory=dict)  # method -> trials of its study
     # per method row: a run may hold one method (a grid of single-method runs) or all of them
     seeds: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
@@ -250,6 +251,7 @@ def gather(published: Path) -> list[Group]:
         group = groups.setdefault(key, Group(key[0], list(order), key[3],
                                              preset=config.get("preset") or "none recorded",
                                              protocol=describe_protocol(config.get("eval")),
+                                             backbone=(config.get("backbone") or {}).get("name", "nextitnet"),
                                              tuned_trials=tuned))
         frame = run_frame(records, order)
         for method in frame.index:
@@ -269,8 +271,10 @@ def _rank(method: str) -> tuple:
 
 def label(group: Group) -> str:
     """'paper defaults' (or the preset's name when it is not `paper`) or 'tuned, N trials each',
-    followed by the evaluation protocol unless it is the default full ranking @5."""
-    protocol = f"; {group.protocol}" if group.protocol else ""
+    followed by the backbone and the evaluation protocol unless they are the defaults (NextItNet,
+    full ranking @5)."""
+    protocol = (f"; backbone {group.backbone}" if group.backbone != "nextitnet" else "") + \
+        (f"; {group.protocol}" if group.protocol else "")
     if not group.tuned_trials:
         return ("paper defaults" if group.preset == "paper" else f"method defaults, preset {group.preset}") + protocol
     counts = sorted(set(group.tuned_trials.values()))

@@ -79,6 +79,8 @@ def slugs(groups: list[leaderboard.Group]) -> list[str]:
         if group.order != sorted(group.order):
             parts.append("order-" + "".join(map(str, group.order)))
         parts.append(group.preset.replace(" ", "-"))
+        if group.backbone != "nextitnet":
+            parts.append(group.backbone)
         if group.tuned_trials:
             parts.append("tuned")
         if group.sampled:
@@ -242,7 +244,8 @@ def snapshot(groups: list[leaderboard.Group], names: list[str]) -> str:
              "Avg over all tasks after the last one, mean over seeds ([every column and the figures]"
              "(docs/results/index.md); text: [`results/LEADERBOARD.md`](results/LEADERBOARD.md)):", ""]
     shown = [(g, n) for g, n in zip(groups, names)]
-    headers = [f"[{g.dataset} {('tuned' if g.tuned_trials else g.preset)}](docs/results/{n}.md)" for g, n in shown]
+    headers = [f"[{g.dataset} {('tuned' if g.tuned_trials else g.preset)}"
+               f"{'' if g.backbone == 'nextitnet' else ' ' + g.backbone}](docs/results/{n}.md)" for g, n in shown]
     methods = []
     for group, _ in shown:
         methods += [m for m in group.ranked_rows() if m not in methods]
