@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from bench.errors import BenchError
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in args.plugin + args.plugin_after:
             load_file(path)
-        return int(args.execute(args) or 0)
+        code = int(args.execute(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left is a BrokenPipeError here, not at exit
+        return code
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -59,3 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: out of memory{f' ({error})' if str(error) else ''}; use less data or a larger machine",
               file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bench list | head`: the reader left; say nothing more, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a writer ended by SIGPIPE

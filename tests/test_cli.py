@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -180,3 +182,14 @@ def test_bad_loss_settings_are_one_line_errors(capsys, tmp_path):
     assert_one_line_error(code, err, "train.loss", "'sample'")
     code, _, err = run_cli(capsys, "run", *common, "--set", "train.negatives=0")
     assert_one_line_error(code, err, "train.negatives", ">= 1")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`bench reproduce --list | grep -q X` closes the pipe before bench has written it all:
+    bench stops quietly (141, as a writer ended by SIGPIPE), never with a traceback."""
+    child = subprocess.Popen([sys.executable, "-m", "bench", "reproduce", "--list"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    child.stdout.close()  # the reader is gone before the first line
+    stderr = child.stderr.read()
+    assert child.wait() == 141, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
