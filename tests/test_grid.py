@@ -55,6 +55,7 @@ def test_spec_file_and_flags_expand_to_deterministic_run_names(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     ({"name": "a b"}, "name 'a b'"),
+    ({"name": "../x"}, "name '../x': expected one name"),  # the names rule of bench/results/names.py
     ({"seeds": [0, 0]}, "seeds must be a non-empty list of distinct values"),
     ({"local": {"per_device": 0}}, "grid spec.local.per_device"),
 ])

@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.config import apply_override, from_dict, load_config_file
 from bench.errors import BenchError
+from bench.results.names import safe_name
 
 
 @dataclass
@@ -110,8 +111,7 @@ def load_spec(path: str | Path | None, flags: dict[str, Any]) -> GridSpec:
     if isinstance(data.get("dataset"), str):
         data["dataset"] = [data["dataset"]]
     spec = from_dict(GridSpec, data, "grid spec")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.name):
-        raise BenchError(f"grid spec: name '{spec.name}' must be letters, digits, '.', '_' or '-'")
+    safe_name(spec.name, "grid spec: name")  # it names grids/<name>/ and starts every run id
     for key in ("methods", "seeds", "dataset"):
         values = getattr(spec, key)
         if not values or len(set(map(str, values))) != len(values):
