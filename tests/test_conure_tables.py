@@ -106,13 +106,20 @@ def _side_by_side_rows(out: str, reference) -> dict[tuple[str, str], list[str]]:
     return rows
 
 
-@pytest.mark.parametrize("name", ["conure-table3-ttl", "conure-table5-ttl"])
-def test_conure_table_runs_on_a_tiny_ttl_export(name, tmp_path, capsys):
+def _reproduced(name, tmp_path, capsys):
+    """Run table `name` on the tiny export; (its reference, its side-by-side rows), after
+    checking that it succeeded and printed every (row, task) of the table in order."""
     reference = reproduce.load_reference(name)
     code, captured = _reproduce(name, tmp_path, capsys)
     assert code == 0, captured.err
     rows = _side_by_side_rows(captured.out, reference)
     assert list(rows) == [(r, t) for r in reference.rows() for t in [*reference.tasks, "Avg"]]
+    return reference, rows
+
+
+@pytest.mark.parametrize("name", ["conure-table3-ttl", "conure-table5-ttl"])
+def test_conure_table_runs_on_a_tiny_ttl_export(name, tmp_path, capsys):
+    reference, rows = _reproduced(name, tmp_path, capsys)
     for row, values in reference.published.items():
         for task, value in values.items():  # columns: metric harness ± std seeds published difference
             metric, harness, _, seeds, published, difference = rows[(row, task)]
@@ -132,11 +139,7 @@ def test_conure_table_runs_on_a_tiny_ttl_export(name, tmp_path, capsys):
 
 def test_table6_runs_on_the_sasrec_backbone(tmp_path, capsys):
     """Table 6 (a Transformer backbone) runs FineAll, Conure- and Conure on SASRec."""
-    reference = reproduce.load_reference("conure-table6-ttl")
-    code, captured = _reproduce("conure-table6-ttl", tmp_path, capsys)
-    assert code == 0, captured.err
-    rows = _side_by_side_rows(captured.out, reference)
-    assert list(rows) == [(r, t) for r in reference.rows() for t in [*reference.tasks, "Avg"]]
+    reference, rows = _reproduced("conure-table6-ttl", tmp_path, capsys)
     for row, values in reference.published.items():
         for task, value in values.items():
             assert rows[(row, task)][4] == f"{value:.4f}"  # the published column
@@ -146,11 +149,7 @@ def test_table6_runs_on_the_sasrec_backbone(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_conure_table2_runs_on_a_tiny_ttl_export(tmp_path, capsys):
-    reference = reproduce.load_reference("conure-table2-ttl")
-    code, captured = _reproduce("conure-table2-ttl", tmp_path, capsys)
-    assert code == 0, captured.err
-    rows = _side_by_side_rows(captured.out, reference)
-    assert list(rows) == [(r, t) for r in reference.rows() for t in [*reference.tasks, "Avg"]]
+    reference, rows = _reproduced("conure-table2-ttl", tmp_path, capsys)
     assert rows[("Conure", "T1")][4] == "0.0480" and rows[("MTL", "T1")][1] == "–"
 
 
