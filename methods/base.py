@@ -101,6 +101,15 @@ class ContinualMethod(nn.Module):
     def scores(self, task: Task, inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def grow_items(self, n_items: int, context: MethodContext) -> None:
+        """The item vocabulary grew to ids 1..n_items (the time-aware scenario, docs/scenarios.md):
+        the runner calls this before a step whose tasks know more items, and before scoring a
+        past task on later data that holds new items. The default is the harness's growth:
+        item tables and item-output heads get new rows (old rows copied, new ones initialised
+        as DITTO's released code does); a method with other per-item state overrides it or
+        refuses the scenario."""
+        raise NotImplementedError("harness growth: issue 24, scenario branch")
+
     # --- measured, not declared ----------------------------------------------------------
     def n_backbones(self) -> int:
         """Number of distinct user encoders the method stores (#B)."""

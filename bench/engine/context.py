@@ -31,7 +31,7 @@ from bench.io import write_torch
 class MethodContext:
     """Everything a method needs from the run, passed to `learn` (never stored with it)."""
 
-    n_items: int
+    n_items: int  # the item vocabulary now (ids 1..n_items); grows during a time-aware run
     backbone: BackboneConfig
     train: TrainConfig
     device: torch.device

@@ -60,9 +60,30 @@ class Task:
     valid: TaskSplit
     test: TaskSplit
     description: str = ""
+    # The time-aware scenario (DITTO, SIGIR 2025; docs/scenarios.md). All three None/False on
+    # every other dataset, where nothing below changes today's behaviour.
+    # The item vocabulary once this task's data has arrived: ids 1..n_items_known (items are
+    # numbered in order of arrival, so a later task's vocabulary extends an earlier one's);
+    # its splits hold no larger id. None: the dataset's whole vocabulary.
+    n_items_known: int | None = None
+    # An item task whose targets are items of the shared vocabulary (DITTO's data: later item
+    # tasks' targets share T1's item dictionary): target = item id 1..n_targets, with
+    # n_targets = n_items_known, scored like next-item targets (id 0 is padding, never a candidate).
+    shared_targets: bool = False
+    # The task's test instances from a later time (DITTO's task{i}_inference files): every row
+    # of R after the task's own step scores the task on these, its own row on `test`.
+    later: TaskSplit | None = None
 
     def __post_init__(self) -> None:
         self.kind = TaskKind(self.kind)
+        if self.shared_targets and self.kind is not TaskKind.ITEM:
+            raise ValueError(f"task {self.name}: shared_targets is for item tasks, not {self.kind.value}")
+
+    @property
+    def item_vocabulary(self) -> bool:
+        """Whether the outputs are the shared item ids (0 = padding): next-item tasks, and item
+        tasks with shared targets."""
+        return self.kind is TaskKind.NEXT_ITEM or self.shared_targets
 
     @property
     def primary_metric(self) -> str:
@@ -70,8 +91,8 @@ class Task:
 
     @property
     def output_size(self) -> int:
-        """Width of the softmax: next-item outputs keep index 0 for padding."""
-        return self.n_targets + 1 if self.kind is TaskKind.NEXT_ITEM else self.n_targets
+        """Width of the softmax: outputs over item ids keep index 0 for padding."""
+        return self.n_targets + 1 if self.item_vocabulary else self.n_targets
 
     def split(self, name: str) -> TaskSplit:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
