@@ -4,7 +4,7 @@ Run by hand (CPU is fine):
 
     OMP_NUM_THREADS=1 python benchmarks/parity_ditto.py --released /path/to/your/DITTO_official-checkout
 
-What it does, each step cached under --out (default results/parity-ditto/, not committed), so a
+What it does, each step cached under --out (default results/parity/ditto/, not committed), so a
 rerun of one side never redoes the other:
 
 1. data/: one time-aware dataset in DITTO's release layout (benchmarks/ditto_release_data.py):
@@ -88,11 +88,23 @@ def size_edits(d: int, dilations: list[int]) -> list[tuple[tuple[str, ...], str,
             (SCRIPTS, "'dilations': [1,4,1,4,1,4,1,4,]", f"'dilations': {list(dilations)}")]
 
 
-def edits(d: int, dilations: list[int]) -> list[tuple[tuple[str, ...], str, str]]:
-    return size_edits(d, dilations) + CPU_EDITS
+# Further edits, each named, that a released VARIANT may add to measure one cause (--released-edits);
+# the default comparison uses none of them.
+CAUSE_EDITS = {
+    # T1's test at its best validation epoch draws its 99 negatives from data_loader.py's
+    # rank-ordered popularity list read by item id (utils.py model_test_ L327); the later rows
+    # (inference_past_tasks_update.py -> model_test L132) and the harness's sampled protocol
+    # draw uniformly. This makes T1's test draw uniformly too (padding id 0 still a candidate).
+    "t1-uniform-test": (("utils.py",), "neg_target = np.random.choice(len_items, target.shape[0]*args.n_neg,p=p)",
+                        "neg_target = np.random.choice(len_items, target.shape[0]*args.n_neg)"),
+}
 
 
-def patch_copy(source: Path, target: Path, d: int, dilations: list[int]) -> None:
+def edits(d: int, dilations: list[int], causes: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str, str]]:
+    return size_edits(d, dilations) + CPU_EDITS + [CAUSE_EDITS[name] for name in causes]
+
+
+def patch_copy(source: Path, target: Path, d: int, dilations: list[int], causes: tuple[str, ...] = ()) -> None:
     """Copy the released checkout's Python files to `target` and apply `edits` there."""
     missing = [name for name in SOURCES if not (source / name).is_file()]
     if missing:
@@ -102,14 +114,14 @@ def patch_copy(source: Path, target: Path, d: int, dilations: list[int]) -> None
     target.mkdir(parents=True)
     for path in source.glob("*.py"):
         shutil.copy2(path, target / path.name)
-    for files, old, new in edits(d, dilations):
+    for files, old, new in edits(d, dilations, causes):
         for name in files:
             text = (target / name).read_text()
             if old not in text:
                 raise SystemExit(f"error: {name} of {source} has no `{old}`: not the release this benchmark knows")
             (target / name).write_text(text.replace(old, new))
     (target / "EDITS.txt").write_text("".join(f"{', '.join(files)}: {old!r} -> {new!r}\n"
-                                              for files, old, new in edits(d, dilations)))
+                                              for files, old, new in edits(d, dilations, causes)))
 
 
 def last_score(text: str) -> float:
@@ -129,8 +141,9 @@ def class_numbers(kinds: list[str]) -> list[int]:
 
 
 def released_commands(src: Path, data: Path, kinds: list[str], seed: int, t1_epochs: int,
-                      epochs: int) -> list[list[str]]:
-    """The released scripts' calls for one seed, in order, run from the seed's folder."""
+                      epochs: int, extra: tuple[str, ...] = ()) -> list[list[str]]:
+    """The released scripts' calls for one seed, in order, run from the seed's folder; `extra`
+    goes to every train_ditto.py call (e.g. `--fkt 0`)."""
     n_tasks, py = 1 + len(kinds), sys.executable
     classes = ",".join(map(str, class_numbers(kinds))) or "0"
     commands = [[py, str(src / "train_task1.py"), "--epochs", str(t1_epochs), "--seed", str(seed),
@@ -141,7 +154,8 @@ def released_commands(src: Path, data: Path, kinds: list[str], seed: int, t1_epo
                          "--datapath", str(data / f"task{k}.csv"), "--n_tasks", str(k),
                          "--datapath_index", f"index_task{k - 1}.csv", "--datapath_index_re", f"index_task{k}.csv",
                          "--paths", f"./saved_models/task{k - 1}_abl6.t7", "--savepath", f"./saved_models/task{k}_abl6",
-                         "--classification_task", classes, "--classification", str(int(kinds[k - 2] == "class"))])
+                         "--classification_task", classes, "--classification", str(int(kinds[k - 2] == "class")),
+                         *extra])
     for k in range(1, n_tasks):
         commands.append([py, str(src / "inference_past_tasks_update.py"), "--seed", str(seed),
                          "--datapath", str(data / f"task{k}_inference.csv"), "--n_tasks", str(n_tasks),
@@ -153,7 +167,7 @@ def released_commands(src: Path, data: Path, kinds: list[str], seed: int, t1_epo
 
 
 def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, t1_epochs: int,
-                 epochs: int) -> dict:
+                 epochs: int, extra: tuple[str, ...] = ()) -> dict:
     result_path = out / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
@@ -161,11 +175,11 @@ def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, 
         shutil.rmtree(out)
     (out / "saved_models").mkdir(parents=True)
     log, n_tasks = out / "log.txt", 1 + len(kinds)
-    for command in released_commands(src, data, kinds, seed, t1_epochs, epochs):
+    for command in released_commands(src, data, kinds, seed, t1_epochs, epochs, extra):
         call(command, out, log)
     diagonal = [last_score((out / "saved_models" / f"task{k}_abl6.txt").read_text()) for k in range(1, n_tasks + 1)]
     final = [last_score((out / f"final{k}.txt").read_text()) for k in range(1, n_tasks)] + diagonal[-1:]
-    result = {"diagonal": diagonal, "final": final}
+    result = {"diagonal": diagonal, "final": final, "command": list(extra)}
     result_path.write_text(json.dumps(result))
     for model in list(out.glob("*.t7")) + list((out / "saved_models").glob("*.t7")):
         model.unlink()
@@ -175,10 +189,14 @@ def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, 
 def harness_command(data_dir: Path, root: Path, kinds: list[str], seed: int, t1_epochs: int, epochs: int,
                     d: int, dilations: list[int], extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "bench", "run", "--dataset", "ditto", "--data-dir", str(data_dir),
-            "--preset", "paper", "--methods", "DITTO", "--seed", str(seed), "--epochs", str(epochs),
+            # `quick`, not `paper`: every value that differs is set below, and the paper preset's
+            # DITTO schedule would (even emptied by these settings) make the runner train the
+            # shared T1 model of the other methods first (bench/experiments/runner.py method_context)
+            "--preset", "quick", "--methods", "DITTO", "--seed", str(seed), "--epochs", str(epochs),
             "--set", f"backbone.embedding_dim={d}", "--set", f"backbone.dilations={json.dumps(dilations)}",
             "--set", "eval.protocol=sampled", "--set", "eval.negatives=99",
             "--set", "train.lr=0.0005", "--set", "train.batch_size=512", "--set", "train.patience=2",
+            "--set", "train.min_epochs=1",  # the released count a stale epoch from the second on
             "--set", "train.first_task.lr=0.01", "--set", "train.first_task.batch_size=512",
             "--set", f"train.first_task.epochs={t1_epochs}", "--set", "train.first_task.patience=3",
             "--set", f"dataset_options.class_tasks={json.dumps(class_numbers(kinds))}",
@@ -218,7 +236,8 @@ def compare(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, floa
     return mb - ma, tolerance, abs(mb - ma) <= tolerance
 
 
-def report(released: list[dict], harness: list[dict], label: str, kinds: list[str]) -> str:
+def report(released: list[dict], harness: list[dict], label: str, kinds: list[str],
+           released_label: str = "default") -> str:
     """Markdown tables: both sides' rows (mean ± std), the difference and the tolerance check."""
     n_tasks = 1 + len(kinds)
     metric = ", ".join(f"T{k} {'accuracy' if kind == 'class' else 'MRR@5'}"
@@ -229,7 +248,8 @@ def report(released: list[dict], harness: list[dict], label: str, kinds: list[st
                   "| | " + " | ".join(f"T{n}" for n in range(1, n_tasks + 1)) + " | Avg |",
                   "|---" * (n_tasks + 2) + "|"]
         stats = {}
-        for side, results in (("released code", released), (f"harness {label}", harness)):
+        name = "released code" + ("" if released_label == "default" else f" {released_label}")
+        for side, results in ((name, released), (f"harness {label}", harness)):
             if not results:
                 continue
             columns = [mean_std([r[row][n] for r in results]) for n in range(n_tasks)]
@@ -248,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--released", type=Path, help="your checkout of github.com/seungyoon-Choi/DITTO_official "
                         "(needed unless the released side is cached already)")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "parity-ditto")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "parity" / "ditto")
     defaults = ReleaseDataOptions()
     parser.add_argument("--users", type=int, default=defaults.users)
     parser.add_argument("--items", type=int, default=defaults.items)
@@ -264,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="default", help="name of this harness setting's cache folder")
     parser.add_argument("--harness-args", default="", help="extra `bench run` arguments, e.g. "
                         "\"--set method_options.DITTO.fkt=false\"")
+    parser.add_argument("--released-label", default="default", help="name of this released setting's cache "
+                        "folder (default: released/; others: released-<label>/)")
+    parser.add_argument("--released-args", default="", help="extra train_ditto.py arguments, e.g. "
+                        "'--fkt 0 --task1_bkt 0 --rest_bkt 0'")
+    parser.add_argument("--released-edits", default="", help="comma-separated extra edits of the copy that "
+                        f"measure one cause: {', '.join(CAUSE_EDITS)}")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (each one thread)")
     args = parser.parse_args(argv)
 
@@ -276,14 +302,20 @@ def main(argv: list[str] | None = None) -> int:
                       f"-d{args.d}-{'x'.join(map(str, dilations))}-e{args.t1_epochs}x{args.epochs}")
     write_release_data(out / "data", options)
     extra = args.harness_args.split()
-    src = out / "released-src"
+    causes = tuple(name for name in args.released_edits.split(",") if name)
+    unknown = [name for name in causes if name not in CAUSE_EDITS]
+    if unknown:
+        raise SystemExit(f"error: --released-edits: unknown {', '.join(unknown)}; choose from {', '.join(CAUSE_EDITS)}")
+    suffix = "" if args.released_label == "default" else f"-{args.released_label}"
+    src = out / f"released-src{suffix}"
 
     def released_side(seed: int) -> dict | None:
-        path = out / "released" / f"seed{seed}" / "result.json"
+        path = out / f"released{suffix}" / f"seed{seed}" / "result.json"
         if path.exists() or args.side in ("both", "released"):
             if not path.exists() and args.released is None:
                 raise SystemExit("error: --released DIR is needed to run the released side")
-            return run_released(src, out / "data", kinds, path.parent, seed, args.t1_epochs, args.epochs)
+            return run_released(src, out / "data", kinds, path.parent, seed, args.t1_epochs, args.epochs,
+                                tuple(args.released_args.split()))
         return None
 
     def harness_side(seed: int) -> dict | None:
@@ -294,17 +326,19 @@ def main(argv: list[str] | None = None) -> int:
         return None
 
     if args.side in ("both", "released") and args.released is not None:
-        patch_copy(args.released.resolve(), src, args.d, dilations)
+        patch_copy(args.released.resolve(), src, args.d, dilations, causes)
     jobs = [(side, seed) for side in (released_side, harness_side) for seed in seeds]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(lambda job: job[0](job[1]), jobs))
     released = [r for r in results[:len(seeds)] if r is not None]
     harness = [r for r in results[len(seeds):] if r is not None]
     ran_with = harness[0].get("command", extra) if harness else extra  # as cached, for --side report
+    released_with = released[0].get("command", []) if released else []
     print(f"parity: {args.users} users, {args.items} items (+{args.new_items} per period), L={args.seq_len}, "
           f"tasks click,{args.tasks}, d={args.d}, dilations {dilations}, epochs T1 {args.t1_epochs} / later "
-          f"{args.epochs}, seeds {seeds}, harness '{args.label}' {' '.join(ran_with)}")
-    print(report(released, harness, args.label, kinds))
+          f"{args.epochs}, seeds {seeds}, released '{args.released_label}' {' '.join(released_with)} "
+          f"{args.released_edits}, harness '{args.label}' {' '.join(ran_with)}")
+    print(report(released, harness, args.label, kinds, args.released_label))
     return 0
 
 
