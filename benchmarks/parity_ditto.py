@@ -167,7 +167,8 @@ def released_commands(src: Path, data: Path, kinds: list[str], seed: int, t1_epo
 
 
 def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, t1_epochs: int,
-                 epochs: int, extra: tuple[str, ...] = ()) -> dict:
+                 epochs: int, extra: tuple[str, ...] = (), t1_only: bool = False) -> dict:
+    """One seed of the released scripts; `t1_only` runs train_task1.py alone (the other scores NaN)."""
     result_path = out / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
@@ -175,10 +176,13 @@ def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, 
         shutil.rmtree(out)
     (out / "saved_models").mkdir(parents=True)
     log, n_tasks = out / "log.txt", 1 + len(kinds)
-    for command in released_commands(src, data, kinds, seed, t1_epochs, epochs, extra):
+    commands = released_commands(src, data, kinds, seed, t1_epochs, epochs, extra)
+    for command in commands[:1] if t1_only else commands:
         call(command, out, log)
-    diagonal = [last_score((out / "saved_models" / f"task{k}_abl6.txt").read_text()) for k in range(1, n_tasks + 1)]
-    final = [last_score((out / f"final{k}.txt").read_text()) for k in range(1, n_tasks)] + diagonal[-1:]
+    logged = [out / "saved_models" / f"task{k}_abl6.txt" for k in range(1, n_tasks + 1)]
+    diagonal = [last_score(path.read_text()) if path.exists() else math.nan for path in logged]
+    final = [last_score((out / f"final{k}.txt").read_text()) if not t1_only else math.nan
+             for k in range(1, n_tasks)] + diagonal[-1:]
     result = {"diagonal": diagonal, "final": final, "command": list(extra)}
     result_path.write_text(json.dumps(result))
     for model in list(out.glob("*.t7")) + list((out / "saved_models").glob("*.t7")):
@@ -290,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                         "'--fkt 0 --task1_bkt 0 --rest_bkt 0'")
     parser.add_argument("--released-edits", default="", help="comma-separated extra edits of the copy that "
                         f"measure one cause: {', '.join(CAUSE_EDITS)}")
+    parser.add_argument("--t1-only", action="store_true", help="run only train_task1.py on the released side "
+                        "(a variant that changes T1's test alone; give it its own --released-label)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (each one thread)")
     args = parser.parse_args(argv)
 
@@ -315,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.exists() and args.released is None:
                 raise SystemExit("error: --released DIR is needed to run the released side")
             return run_released(src, out / "data", kinds, path.parent, seed, args.t1_epochs, args.epochs,
-                                tuple(args.released_args.split()))
+                                tuple(args.released_args.split()), args.t1_only)
         return None
 
     def harness_side(seed: int) -> dict | None:

@@ -26,7 +26,8 @@ FAKE = {
     "inference_past_tasks_update.py": MODEL_PARA,
     "ditto.py": "a = e(torch.tensor([0]).to(t.get_device()))\nt = torch.tensor([t_]).to(device)\n",
     "generator_hat_other.py": "a = e(torch.tensor([0]).to(t.get_device()))\nm = self.mask(torch.tensor([t]).to(device),s)\n",
-    "utils.py": parity.TORCHMETRICS + "\n", "data_loader.py": "",
+    "utils.py": parity.TORCHMETRICS + "\n    neg_target = np.random.choice(len_items, target.shape[0]*args.n_neg,p=p)\n",
+    "data_loader.py": "",
 }
 
 
@@ -120,7 +121,7 @@ def test_the_copy_gets_the_listed_edits_and_the_checkout_is_untouched(tmp_path):
 def test_the_edits_apply_to_the_released_files(tmp_path):
     source = Path(os.environ["DITTO_CHECKOUT"])
     before = {p.name: p.read_text() for p in source.glob("*.py")}
-    parity.patch_copy(source, tmp_path / "copy", 64, [1, 4])
+    parity.patch_copy(source, tmp_path / "copy", 64, [1, 4], tuple(parity.CAUSE_EDITS))
     check_edited_copy(source, tmp_path / "copy")
     assert {p.name: p.read_text() for p in source.glob("*.py")} == before
 
@@ -135,6 +136,17 @@ def test_the_cosine_replacement_equals_torchmetrics_arithmetic():
     assert torch.allclose(namespace["pairwise_cosine_similarity"](x, y), expected, atol=1e-6)
     same = namespace["pairwise_cosine_similarity"](x, x)
     assert torch.allclose(torch.diagonal(same), torch.ones(3))  # y given: the diagonal is kept
+
+
+def test_a_cause_edit_is_applied_only_when_named(tmp_path):
+    source = fake_release(tmp_path / "DITTO")
+    parity.patch_copy(source, tmp_path / "plain", 64, [1, 4])
+    assert ",p=p)" in (tmp_path / "plain" / "utils.py").read_text()
+    parity.patch_copy(source, tmp_path / "variant", 64, [1, 4], ("t1-uniform-test",))
+    assert ",p=p)" not in (tmp_path / "variant" / "utils.py").read_text()
+    assert "np.random.choice(len_items, target.shape[0]*args.n_neg)" in (tmp_path / "variant" / "utils.py").read_text()
+    assert "t1-uniform" not in (tmp_path / "plain" / "EDITS.txt").read_text()
+    assert "p=p" in (tmp_path / "variant" / "EDITS.txt").read_text()
 
 
 def test_a_release_without_the_expected_lines_is_refused(tmp_path):
@@ -155,6 +167,8 @@ def test_the_released_schedule_names_the_class_tasks_and_the_hard_coded_paths():
     assert t4[t4.index("--classification") + 1] == "1" and t4[t4.index("--classification_task") + 1] == "4"
     assert t4[t4.index("--paths") + 1] == "./saved_models/task3_abl6.t7"  # the names train_ditto.py L155 reads
     assert commands[1][commands[1].index("--classification") + 1] == "0"
+    ablated = parity.released_commands(Path("/src"), Path("/data"), ["item", "class"], 0, 1, 1, ("--fkt", "0"))
+    assert [c[-2:] == ["--fkt", "0"] for c in ablated] == [False, True, True, False, False]  # train_ditto.py only
     final_t1 = commands[4]
     assert final_t1[final_t1.index("--datapath") + 1] == "/data/task1_inference.csv"
     assert final_t1[final_t1.index("--paths") + 1] == "./saved_models/task4_abl6.t7"
