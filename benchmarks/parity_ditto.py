@@ -97,6 +97,12 @@ CAUSE_EDITS = {
     # draw uniformly. This makes T1's test draw uniformly too (padding id 0 still a candidate).
     "t1-uniform-test": (("utils.py",), "neg_target = np.random.choice(len_items, target.shape[0]*args.n_neg,p=p)",
                         "neg_target = np.random.choice(len_items, target.shape[0]*args.n_neg)"),
+    # The released inference draws a past task's negatives from the final model's rows
+    # (inference_past_tasks_update.py L165), but for T1 it builds a larger table that holds the
+    # later file's never-trained items (L117); the harness's candidates are its grown vocabulary,
+    # never-trained items included. This draws T1's later negatives from that larger table too.
+    "later-grown-candidates": (("inference_past_tasks_update.py",),
+                               "len_items = task_dict['embeding.weight'].shape[0])", "len_items = item_size)"),
 }
 
 
@@ -167,8 +173,10 @@ def released_commands(src: Path, data: Path, kinds: list[str], seed: int, t1_epo
 
 
 def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, t1_epochs: int,
-                 epochs: int, extra: tuple[str, ...] = (), t1_only: bool = False) -> dict:
-    """One seed of the released scripts; `t1_only` runs train_task1.py alone (the other scores NaN)."""
+                 epochs: int, extra: tuple[str, ...] = (), t1_only: bool = False,
+                 trained: Path | None = None) -> dict:
+    """One seed of the released scripts; `t1_only` runs train_task1.py alone (the other scores NaN);
+    `trained` (a finished seed folder) reuses its models and runs only the inference script."""
     result_path = out / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
@@ -177,6 +185,13 @@ def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, 
     (out / "saved_models").mkdir(parents=True)
     log, n_tasks = out / "log.txt", 1 + len(kinds)
     commands = released_commands(src, data, kinds, seed, t1_epochs, epochs, extra)
+    if trained is not None:
+        if not (trained / "saved_models" / f"task{n_tasks}_abl6.t7").exists():
+            raise SystemExit(f"error: {trained} holds no trained models to reuse (run that setting first)")
+        shutil.copytree(trained / "saved_models", out / "saved_models", dirs_exist_ok=True)
+        for index in trained.glob("index_task*.csv"):
+            shutil.copy2(index, out / index.name)
+        commands = [c for c in commands if Path(c[1]).name == "inference_past_tasks_update.py"]
     for command in commands[:1] if t1_only else commands:
         call(command, out, log)
     logged = [out / "saved_models" / f"task{k}_abl6.txt" for k in range(1, n_tasks + 1)]
@@ -185,7 +200,7 @@ def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, 
              for k in range(1, n_tasks)] + diagonal[-1:]
     result = {"diagonal": diagonal, "final": final, "command": list(extra)}
     result_path.write_text(json.dumps(result))
-    for model in list(out.glob("*.t7")) + list((out / "saved_models").glob("*.t7")):
+    for model in out.glob("final*.t7"):  # copies of the last model; saved_models/ is kept (small)
         model.unlink()
     return result
 
@@ -296,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"measure one cause: {', '.join(CAUSE_EDITS)}")
     parser.add_argument("--t1-only", action="store_true", help="run only train_task1.py on the released side "
                         "(a variant that changes T1's test alone; give it its own --released-label)")
+    parser.add_argument("--inference-only", metavar="LABEL", help="reuse the models of released setting LABEL "
+                        "('default' for released/) and run only the inference script (a variant that changes "
+                        "the final row alone)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (each one thread)")
     args = parser.parse_args(argv)
 
@@ -320,8 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         if path.exists() or args.side in ("both", "released"):
             if not path.exists() and args.released is None:
                 raise SystemExit("error: --released DIR is needed to run the released side")
+            trained = None if args.inference_only is None else out / (
+                "released" if args.inference_only == "default" else f"released-{args.inference_only}") / f"seed{seed}"
             return run_released(src, out / "data", kinds, path.parent, seed, args.t1_epochs, args.epochs,
-                                tuple(args.released_args.split()), args.t1_only)
+                                tuple(args.released_args.split()), args.t1_only, trained)
         return None
 
     def harness_side(seed: int) -> dict | None:
