@@ -199,3 +199,24 @@ def test_the_comparison_uses_the_larger_of_002_and_the_combined_std():
     assert "| difference | +0.000 | +0.000 | +0.000 | -0.400 |" in final
     assert "yes (0.141)" in final and "NO (0.141)" in final  # std 0.141 on the released side
     assert "NO (0.020)" in diagonal  # 0.03 apart, no spread: 0.02 applies
+
+
+def test_the_released_bpr_pairs_negatives_with_other_users_positives_and_the_edit_fixes_it():
+    """The cause `bpr-pairs` measures: train_task1.py's lines as released pair negative m with the
+    positive of user m mod N; the edited line pairs it with its own user's (as the harness does)."""
+    import torch
+
+    files, old, new = parity.CAUSE_EDITS["bpr-pairs"]
+    n, users = 99, 3
+    own = torch.tensor([1.0, 2.0, 3.0])  # each user's positive score
+
+    def used(line: str) -> torch.Tensor:
+        namespace = {"pos_logits": own.clone()}
+        exec(line.strip(), namespace)
+        return namespace["pos_logits"].squeeze(0)
+
+    per_negative = own.repeat_interleave(n)  # the negatives come row by row (outputs_dup)
+    assert files == ("train_task1.py",)
+    assert used(old).shape == (users * n,) and not torch.equal(used(old), per_negative)
+    assert torch.equal(used(old)[:users], own)  # tiled: p1, p2, p3, p1, ...
+    assert torch.equal(used(new), per_negative)
