@@ -394,17 +394,22 @@ class DITTO(ContinualMethod):
                            description=f"DITTO {task.name}", train=context.train_for(task))
 
     def item_rows(self, task: Task) -> int:
-        """Rows of the item table a task's scores and negatives range over: the vocabulary now
-        (len(items) in the code), padding included, at least the task's own output size."""
-        rows = max(task.output_size, self.n_items + 1) if task.item_vocabulary else task.output_size
+        """Rows of the item table an item-vocabulary task is scored over: the vocabulary now,
+        padding included (never less than the task's own output size)."""
+        rows = max(task.output_size, self.n_items + 1)
         return min(rows, self.net.encoder.embedding.num_embeddings)
+
+    def vocabulary_rows(self, task: Task) -> int:
+        """`len(items)` while `task` trains: the dictionary once its data arrived, padding
+        included (uniform negatives range over it, train_ditto.py L265, L347)."""
+        return min(known_items(task, self.n_items) + 1, self.net.encoder.embedding.num_embeddings)
 
     def first_task_loss(self, task: Task, x: torch.Tensor, s: float) -> torch.Tensor:
         """train_task1.py L131-167: BPR at every position, padding targets included."""
         hidden, _ = self.net.hidden(0, s, x[:, :-1])
         outputs = self.net.heads[0](hidden).flatten(0, 1)
         targets = x[:, 1:].flatten()
-        rows = self.item_rows(task)
+        rows = self.vocabulary_rows(task)
         n = self.options.negatives
         if self.options.t1_negatives == "released":
             key = (rows, str(x.device))
@@ -424,7 +429,7 @@ class DITTO(ContinualMethod):
             return F.cross_entropy(outputs, y)
         n = self.options.negatives
         if task.item_vocabulary:
-            table, rows = self.net.encoder.embedding, self.item_rows(task)
+            table, rows = self.net.encoder.embedding, self.vocabulary_rows(task)
         else:
             table = self.targets[module_key(task)]
             rows = table.num_embeddings
@@ -494,7 +499,7 @@ class DITTO(ContinualMethod):
         outputs = self.net.heads[0](hidden).flatten(0, 1)
         targets = x[:, 1:-1].flatten()
         n = self.options.negatives
-        negatives = torch.randint(0, self.item_rows(self._tasks[0]), (len(targets) * n,), device=x.device)
+        negatives = torch.randint(0, self.vocabulary_rows(self._tasks[-1]), (len(targets) * n,), device=x.device)
         table = self.net.encoder.embedding
         return bpr_loss(outputs, table(targets), table(negatives).view(len(targets), n, -1))
 
