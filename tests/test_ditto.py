@@ -317,9 +317,18 @@ def test_learning_with_new_items_keeps_a_mean_embedding_per_task(context, tasks)
     method = DITTO.build(context, {})
     method.learn(aware, context)
     assert method.mean_embeddings.shape == (4, NEXTITNET.embedding_dim)
-    # task 1's mean is over its vocabulary rows 0..30 of the table as it was then
     assert [log["task"] for log in method.fit_logs] == [t.name for t in aware]
     assert all(math.isfinite(log["best_valid"]) for log in method.fit_logs)
+
+
+def test_the_mean_embedding_is_taken_over_the_tasks_vocabulary_rows(context, tasks):
+    """train_ditto.py L176: the mean of the previous model's table, padding row included."""
+    torch.manual_seed(0)
+    method = DITTO.build(context, {})
+    method.learn(time_aware(tasks[:1]), context)
+    table = method.net.encoder.embedding.weight.detach()
+    assert torch.allclose(method.mean_embeddings[0], table[:31].mean(dim=0))  # T1 knows items 1..30
+    assert not torch.allclose(method.mean_embeddings[0], table.mean(dim=0))
 
 
 @pytest.mark.parametrize("name", ["DITTO", "DITTO+nofkt"])
