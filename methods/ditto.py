@@ -79,11 +79,14 @@ Deviations from the released code (each named):
   tensor is NaN) adds 0; `aug_substitute` for a row index beyond the number of distinct in-batch
   items (the code raises IndexError) uses the row index modulo that number; with a single
   distinct item the item itself.
-- model selection: the harness's (`train.*`): validation full-ranking MRR@5 or accuracy, every
-  row, best epoch restored; the code selects on the sampled MRR@5 of the LAST validation batch
-  only (train_ditto.py L476, `acc = sum(result_[0])/...` after the loop) and keeps the weights
-  of the last improving epoch. Partial batches and the annealing's batch count follow
-  `train.protocol` (the code drops the partial last batch, utils.py L55).
+- model selection: the harness's by default (validation full-ranking MRR@5 or accuracy, every
+  row, ties broken by validation loss, best epoch restored); the code selects on the sampled
+  MRR@5 of the LAST validation batch only (train_ditto.py L476, `acc = sum(result_[0])/...`
+  after the loop; T1: of every batch, train_task1.py L262), which `train.protocol=released`
+  gives (`released_validation`), with the partial last training batch dropped and s annealed
+  over n/B (utils.py L55, train_ditto.py L215). When the rows divide evenly into batches,
+  that protocol still drops the last (full) batch, which DITTO's getBatch (`<=`) keeps; the
+  early stop counts epochs after `train.min_epochs` only.
 - a non-finite task loss: the code skips the step (L385-388); the harness's `train.nonfinite`.
 - evaluation: the run's `eval.protocol` (full ranking by default; `sampled` is the code's
   1 + 99 negatives).
@@ -93,7 +96,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -101,10 +103,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.engine import checkpoints
+from bench.engine import checkpoints, t1cache
 from bench.engine.backbone import build_encoder
+from bench.engine.objectives import evaluation_pairs
 from bench.engine.tasks import Task, TaskKind
-from bench.engine.training import FitLog, TrainHooks
+from bench.engine.training import FitLog, TrainHooks, as_tensors
 from bench.errors import BenchError
 from bench.methods import _gates
 from bench.methods import teracon
@@ -112,7 +115,6 @@ from bench.methods._gates import Annealing, check_finite, install_gates
 from bench.methods.base import ContinualMethod, module_key
 from bench.methods.teracon import RetentionState, TeraconNet, released_encoder
 from bench.registry import METHODS
-from bench.engine import t1cache
 
 
 @dataclass
@@ -390,8 +392,56 @@ class DITTO(ContinualMethod):
                     e.clamp_(-options.thres_emb, options.thres_emb)
 
         hooks = TrainHooks(on_batch_start=annealing, after_step=clamp, resumable=[state])
+        train = context.train_for(task)
+        validate = None
+        if train.protocol == "released":
+            validate = lambda: self.released_validation(task, context.device, 512 if first else train.batch_size)
         return context.fit(task, self.parameters(), loss_fn, lambda x: self.scores(task, x), self, hooks=hooks,
-                           description=f"DITTO {task.name}", train=context.train_for(task))
+                           description=f"DITTO {task.name}", train=train, validate=validate)
+
+    @torch.no_grad()
+    def released_validation(self, task: Task, device, size: int) -> float:
+        """`train.protocol=released`: the code's selection score. The full batches of a fresh
+        shuffle of the validation split (utils.py getBatch, L55 `<=`; all rows when none is
+        full); item tasks: MRR@5 of the target among itself and `negatives` drawn negatives
+        (strictly higher scores rank above it), of the LAST batch only for later tasks
+        (train_ditto.py L453-476) and over every batch for T1 with its negatives
+        (train_task1.py L223-262); class tasks: accuracy over all d outputs (L465-479)."""
+        k = self.net.index(task.name)
+        inputs, targets = evaluation_pairs(task, *as_tensors(task.valid, device))
+        order = torch.randperm(len(targets))
+        full = len(targets) // size * size
+        blocks = order[:full].view(-1, size) if full else order[None]
+        values = []
+        for rows in blocks:
+            rows = rows.to(device)
+            hidden, _ = self.net.hidden(k, self.options.smax, inputs[rows])
+            outputs = self.net.heads[k](hidden[:, -1])
+            y = targets[rows]
+            if task.kind is TaskKind.CLASS:
+                values.append((outputs.argmax(dim=1) == y).double())
+                continue
+            values.append(self._sampled_mrr(task, outputs, y, k == 0 and task.kind is TaskKind.NEXT_ITEM))
+        if task.kind is TaskKind.CLASS or (k == 0 and task.kind is TaskKind.NEXT_ITEM):
+            return float(torch.cat(values).mean())
+        return float(values[-1].mean())
+
+    def _sampled_mrr(self, task: Task, outputs: torch.Tensor, y: torch.Tensor, first: bool) -> torch.Tensor:
+        """Per row MRR@5 of the target among itself and `negatives` negatives (L442-460)."""
+        n = self.options.negatives
+        if task.item_vocabulary:
+            table, rows = self.net.encoder.embedding.weight, self.vocabulary_rows(task)
+        else:
+            table = self.targets[module_key(task)].weight
+            rows = len(table)
+        if first and self.options.t1_negatives == "released":
+            p = released_t1_probabilities(rows, self.options.t1_rho).float().to(y.device)
+            negatives = torch.multinomial(p, len(y) * n, replacement=True).view(len(y), n)
+        else:
+            negatives = torch.randint(0, rows, (len(y), n), device=y.device)
+        positive = (outputs * table[y]).sum(dim=1, keepdim=True)
+        rank = 1 + (torch.einsum("bd,bnd->bn", outputs, table[negatives]) > positive).sum(dim=1)
+        return torch.where(rank <= 5, 1.0 / rank.double(), torch.zeros_like(rank, dtype=torch.float64))
 
     def item_rows(self, task: Task) -> int:
         """Rows of the item table an item-vocabulary task is scored over: the vocabulary now,
@@ -439,7 +489,7 @@ class DITTO(ContinualMethod):
     def transfer_losses(self, teacher: TeraconNet, x: torch.Tensor, s: float, k: int, old: int,
                         ratios: list[float]) -> dict:
         """FKT, BKT1 and BKT2 of one batch (train_ditto.py L227-376), and the teacher's masks."""
-        options, net = self.options, self.net
+        options = self.options
         zero = torch.zeros((), device=x.device)
         out = {"fkt": zero, "bkt1": zero, "bkt2": zero}
         batch = len(x)

@@ -11,12 +11,10 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.config import BackboneConfig, TrainConfig
 from bench.datasets.synthetic import SyntheticOptions, generate
-from bench.engine.tasks import Task, TaskKind
 from bench.errors import BenchError
 from bench.experiments.runner import run
 from bench.methods.ditto import (DITTO, bpr_loss, choose_positions, distinct_above, in_batch_similarity, info_nce,
@@ -329,6 +327,22 @@ def test_the_mean_embedding_is_taken_over_the_tasks_vocabulary_rows(context, tas
     table = method.net.encoder.embedding.weight.detach()
     assert torch.allclose(method.mean_embeddings[0], table[:31].mean(dim=0))  # T1 knows items 1..30
     assert not torch.allclose(method.mean_embeddings[0], table.mean(dim=0))
+
+
+def test_the_released_protocol_selects_on_sampled_mrr_at_5(context, tasks, results_root):
+    method, _ = structured(context, tasks[:2])
+    method.eval()
+    head = method.net.heads[1]
+    with torch.no_grad():
+        head.weight.zero_(), head.bias.zero_()  # every candidate ties: no negative ranks above the target
+    assert method.released_validation(tasks[1], torch.device("cpu"), 8) == 1.0
+    with torch.no_grad():
+        head.bias.normal_()
+    value = method.released_validation(tasks[1], torch.device("cpu"), 8)
+    assert 0 <= value < 1 and value * 8 * 60 == pytest.approx(round(value * 8 * 60))  # one batch of 8 rows
+    config = tiny_config(methods=["DITTO"], train=dataclasses.replace(TRAIN, protocol="released", epochs=2))
+    (record,) = run(config, RunStore.create(config.to_dict(), results_root), progress=False)
+    assert record.complete and np.isfinite(record.matrix()[-1]).all()
 
 
 @pytest.mark.parametrize("name", ["DITTO", "DITTO+nofkt"])
