@@ -309,11 +309,21 @@ def test_ditto_runs_end_to_end(backbone, results_root):
     assert (matrix[np.tril_indices(len(matrix))] > 0).all()
 
 
-def test_learning_with_new_items_keeps_a_mean_embedding_per_task(context, tasks):
+def test_learning_with_new_items_trains_every_transfer_loss(context, tasks, monkeypatch):
     torch.manual_seed(0)
     aware = time_aware(tasks)
+    seen = []
+    original = DITTO.transfer_losses
+
+    def recording(self, *args):
+        parts = original(self, *args)
+        seen.append({name: float(parts[name].detach()) for name in ("fkt", "bkt1", "bkt2")})
+        return parts
+
+    monkeypatch.setattr(DITTO, "transfer_losses", recording)
     method = DITTO.build(context, {})
     method.learn(aware, context)
+    assert all(any(batch[name] > 0 for batch in seen) for name in ("fkt", "bkt1", "bkt2"))
     assert method.mean_embeddings.shape == (4, NEXTITNET.embedding_dim)
     assert [log["task"] for log in method.fit_logs] == [t.name for t in aware]
     assert all(math.isfinite(log["best_valid"]) for log in method.fit_logs)
