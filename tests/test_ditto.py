@@ -195,6 +195,19 @@ def test_bkt2_users_hold_items_beyond_the_task_tables_row_count(context, tasks):
     assert parts["bkt2"] > 0
 
 
+def test_bench_list_shows_ditto_its_options_and_variants(capsys):
+    from bench.cli import main
+
+    assert main(["list", "DITTO"]) == 0
+    out = capsys.readouterr().out
+    assert "dynamic time-aware continual user representation learning" in out
+    for option in ("alpha", "beta", "gamma", "fkt", "task1_bkt", "rest_bkt", "negatives"):
+        assert f"\n{option} " in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(row in out for row in ("DITTO+nofkt", "DITTO+notask1bkt", "DITTO+norestbkt"))
+
+
 def test_the_switches_are_the_ablation_variants():
     assert METHODS.options("DITTO+nofkt", {}) == {"fkt": False}
     assert METHODS.options("DITTO+notask1bkt", {}) == {"task1_bkt": False}
