@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.config import BackboneConfig, TrainConfig
 from bench.datasets.synthetic import SyntheticOptions, generate
+from bench.engine.tasks import TaskSplit
 from bench.errors import BenchError
 from bench.experiments.runner import run
 from bench.methods.ditto import (DITTO, bpr_loss, choose_positions, distinct_above, in_batch_similarity, info_nce,
@@ -106,9 +107,6 @@ def test_scores_item_tables_with_padding_excluded_and_class_tasks_over_all_d_out
         first = method.scores(tasks[0], x)
         own = method.scores(tasks[1], x)
         label = method.scores(tasks[3], x)
-        shared = dataclasses.replace(tasks[1], n_targets=30, shared_targets=True)
-        method.net.tasks[1].name = shared.name  # the same head, scored over the item table
-        assert method.scores(shared, x).shape == (5, DATA["n_items"] + 1)
     assert first.shape == (5, DATA["n_items"] + 1) and torch.isinf(first[:, 0]).all()
     assert torch.isfinite(first[:, 1:]).all()
     assert own.shape == (5, 20)
@@ -340,6 +338,24 @@ def test_learning_with_new_items_trains_every_transfer_loss(context, tasks, monk
     assert method.mean_embeddings.shape == (4, NEXTITNET.embedding_dim)
     assert [log["task"] for log in method.fit_logs] == [t.name for t in aware]
     assert all(math.isfinite(log["best_valid"]) for log in method.fit_logs)
+
+
+def test_an_item_task_with_shared_targets_trains_on_the_item_table(context, tasks):
+    """DITTO's own data: later item tasks' targets are ids of the shared item dictionary."""
+    def shifted(split):  # synthetic targets 0..19 -> item ids 1..20
+        return TaskSplit(split.inputs, split.targets + 1)
+
+    shared = dataclasses.replace(tasks[1], n_targets=DATA["n_items"], shared_targets=True, train=shifted(tasks[1].train),
+                                 valid=shifted(tasks[1].valid), test=shifted(tasks[1].test))
+    torch.manual_seed(0)
+    method = DITTO.build(context, {})
+    method.learn([tasks[0], shared], context)
+    assert len(method.targets) == 0  # no table of its own: scored against the item embedding
+    method.eval()
+    with torch.no_grad():
+        scores = method.scores(shared, batch_of(shared, 4))
+    assert scores.shape == (4, DATA["n_items"] + 1) and torch.isinf(scores[:, 0]).all()
+    assert math.isfinite(method.fit_logs[-1]["best_valid"])
 
 
 def test_the_mean_embedding_is_taken_over_the_tasks_vocabulary_rows(context, tasks):
