@@ -139,7 +139,9 @@ class DITTOOptions:
     init_low: float = 0.0  # task embeddings ~ U(0, 2) (ditto.py L48-51, task_embs [0, 2])
     init_high: float = 2.0
     norm_eps: float = field(default=1e-8, metadata={"gt": 0})  # nn.LayerNorm(eps=1e-8) (ditto.py L38)
-    embedding_init: Literal["released", "harness"] = "released"  # ditto.py L216-218 (see teracon.py)
+    # "released": U(+-sqrt(1/rows)) on every row (ditto.py L216-218); "harness": N(0, 0.02) start
+    # (the padding row then trains like any other row under DITTO's losses, as in the code)
+    embedding_init: Literal["released", "harness"] = "released"
 
 
 # Options that act from task 2 on only: the variants share one cached T1 model.
@@ -167,12 +169,21 @@ def target_table(n_targets: int, d: int) -> nn.Embedding:
     return table
 
 
-def bpr_loss(outputs: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-    """-sum log sigmoid(<o, e_pos> - <o, e_neg>): outputs (N, d), positives (N, d), negatives
-    (N, n, d); summed over rows and negatives, as train_ditto.py L289-295."""
-    pos = (outputs * positives).sum(-1)
-    neg = torch.einsum("nd,nkd->nk", outputs, negatives)
-    return -F.logsigmoid(pos[:, None] - neg).sum()
+def candidate_scores(outputs: torch.Tensor, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """<outputs[r], weight[ids[r, j]]> (rows x candidates). A small table is scored whole and
+    gathered (rows x V floats), a large one gathered first (rows x candidates x d floats): the
+    same values, whichever needs less memory."""
+    if weight.shape[0] <= ids.shape[1] * weight.shape[1]:
+        return (outputs @ weight.T).gather(1, ids)
+    return torch.einsum("nd,nkd->nk", outputs, weight[ids])
+
+
+def bpr_loss(outputs: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+             negatives: torch.Tensor) -> torch.Tensor:
+    """-sum log sigmoid(<o, e_pos> - <o, e_neg>) with e = rows of `weight`: outputs (N, d),
+    targets (N,), negatives (N, n); summed over rows and negatives (train_ditto.py L289-295)."""
+    pos = (outputs * weight[targets]).sum(-1)
+    return -F.logsigmoid(pos[:, None] - candidate_scores(outputs, weight, negatives)).sum()
 
 
 def released_t1_probabilities(rows: int, rho: float) -> torch.Tensor:
@@ -440,7 +451,7 @@ class DITTO(ContinualMethod):
         else:
             negatives = torch.randint(0, rows, (len(y), n), device=y.device)
         positive = (outputs * table[y]).sum(dim=1, keepdim=True)
-        rank = 1 + (torch.einsum("bd,bnd->bn", outputs, table[negatives]) > positive).sum(dim=1)
+        rank = 1 + (candidate_scores(outputs, table, negatives) > positive).sum(dim=1)
         return torch.where(rank <= 5, 1.0 / rank.double(), torch.zeros_like(rank, dtype=torch.float64))
 
     def item_rows(self, task: Task) -> int:
@@ -466,11 +477,10 @@ class DITTO(ContinualMethod):
             if key not in self._t1_probabilities:
                 self._t1_probabilities = {key: released_t1_probabilities(rows, self.options.t1_rho).float().to(x.device)}
             p = self._t1_probabilities[key]
-            negatives = torch.multinomial(p, len(targets) * n, replacement=True)
+            negatives = torch.multinomial(p, len(targets) * n, replacement=True).view(len(targets), n)
         else:
-            negatives = torch.randint(0, rows, (len(targets) * n,), device=x.device)
-        table = self.net.encoder.embedding
-        return bpr_loss(outputs, table(targets), table(negatives).view(len(targets), n, -1))
+            negatives = torch.randint(0, rows, (len(targets), n), device=x.device)
+        return bpr_loss(outputs, self.net.encoder.embedding.weight, targets, negatives)
 
     def task_loss(self, k: int, task: Task, last: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The current task's loss from its representation `last` (B, d)."""
@@ -483,8 +493,8 @@ class DITTO(ContinualMethod):
         else:
             table = self.targets[module_key(task)]
             rows = table.num_embeddings
-        negatives = torch.randint(0, rows, (len(y) * n,), device=y.device)
-        return bpr_loss(outputs, table(y), table(negatives).view(len(y), n, -1))
+        negatives = torch.randint(0, rows, (len(y), n), device=y.device)
+        return bpr_loss(outputs, table.weight, y, negatives)
 
     def transfer_losses(self, teacher: TeraconNet, x: torch.Tensor, s: float, k: int, old: int,
                         ratios: list[float]) -> dict:
@@ -535,9 +545,9 @@ class DITTO(ContinualMethod):
         if self._tasks[i].kind is TaskKind.CLASS:
             return F.mse_loss(student, target)
         n = self.options.negatives
-        negatives = torch.randint(0, old + 1, (len(x) * n,), device=x.device)
-        table = self.net.encoder.embedding.weight.detach()[negatives].view(len(x), n, -1)
-        return F.mse_loss(torch.einsum("nd,nkd->nk", student, table), torch.einsum("nd,nkd->nk", target, table))
+        negatives = torch.randint(0, old + 1, (len(x), n), device=x.device)
+        table = self.net.encoder.embedding.weight.detach()
+        return F.mse_loss(candidate_scores(student, table, negatives), candidate_scores(target, table, negatives))
 
     def _first_task_backward(self, x: torch.Tensor, s: float, old: int, ratio: float) -> torch.Tensor:
         """BKT1, L335-360: T1's BPR on the users with the most distinct new items."""
@@ -549,9 +559,8 @@ class DITTO(ContinualMethod):
         outputs = self.net.heads[0](hidden).flatten(0, 1)
         targets = x[:, 1:-1].flatten()
         n = self.options.negatives
-        negatives = torch.randint(0, self.vocabulary_rows(self._tasks[-1]), (len(targets) * n,), device=x.device)
-        table = self.net.encoder.embedding
-        return bpr_loss(outputs, table(targets), table(negatives).view(len(targets), n, -1))
+        negatives = torch.randint(0, self.vocabulary_rows(self._tasks[-1]), (len(targets), n), device=x.device)
+        return bpr_loss(outputs, self.net.encoder.embedding.weight, targets, negatives)
 
     def _contrastive(self, i: int, x: torch.Tensor, s: float) -> torch.Tensor:
         """BKT2, L362-376: InfoNCE between a masked and a substituted view under task i's mask."""

@@ -92,11 +92,14 @@ def test_bpr_is_summed_over_rows_and_the_negatives_count(context, tasks):
     y = torch.as_tensor(tasks[1].train.targets[:10])
     loss = method.task_loss(1, tasks[1], torch.randn(10, NEXTITNET.embedding_dim), y)
     assert loss.item() == pytest.approx(10 * 7 * math.log(2), rel=1e-6)
-    # bpr_loss by hand: -sum log sigmoid(pos - neg)
-    out, pos, neg = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 5, 4)
-    by_hand = sum(-math.log(torch.sigmoid((out[r] @ pos[r]) - (out[r] @ neg[r, j])).item())
-                  for r in range(3) for j in range(5))
-    assert bpr_loss(out, pos, neg).item() == pytest.approx(by_hand, rel=1e-5)
+    # bpr_loss by hand: -sum log sigmoid(pos - neg), for a small table (scored whole, then
+    # gathered) and a large one (gathered first)
+    for rows in (6, 40):
+        out, weight = torch.randn(3, 4, dtype=torch.float64), torch.randn(rows, 4, dtype=torch.float64)
+        targets, negatives = torch.randint(0, rows, (3,)), torch.randint(0, rows, (3, 5))
+        by_hand = sum(-math.log(torch.sigmoid(out[r] @ weight[targets[r]] - out[r] @ weight[negatives[r, j]]).item())
+                      for r in range(3) for j in range(5))
+        assert bpr_loss(out, weight, targets, negatives).item() == pytest.approx(by_hand, rel=1e-10)
 
 
 def test_scores_item_tables_with_padding_excluded_and_class_tasks_over_all_d_outputs(context, tasks):
