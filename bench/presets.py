@@ -69,6 +69,8 @@ def paper(dataset: str) -> dict[str, Any]:
             "HAT": {"smax": 400.0, "c": 0.75},
             # TERACON ttl_train.sh --smax 50; train_teracon.py --alpha default 0.7.
             "TERACON": {"smax": 50.0, "alpha": 0.7},
+            # DITTO train_ditto.py argparse: --alpha 0.7, --beta 0.4, --gamma 0.8, --smax 50, --n_neg 99.
+            "DITTO": {"smax": 50.0, "alpha": 0.7, "beta": 0.4, "gamma": 0.8, "negatives": 99},
         },
         "method_train": {
             # TERACON ttl_train.sh: task 2 at --lr 0.001 (tasks 3..6 at 0.0001 via the method's
@@ -79,6 +81,10 @@ def paper(dataset: str) -> dict[str, Any]:
             # T1 retraining after pruning: conure_ret_t1.py lr 0.001, batch 32, 10 iterations.
             "Conure": {"lr": 1e-4, "batch_size": 512, "epochs": 80,
                        "first_task": {"lr": 1e-3, "batch_size": 32, "epochs": 10}},
+            # DITTO train_ditto.py: --lr 0.0005, --epochs 100, --batch 512, early stop `if count == 2`;
+            # T1 train_task1.py: --lr 0.01, --epochs 10, model_para 'batch_size': 512, `if count == 3`.
+            "DITTO": {"lr": 5e-4, "batch_size": 512, "epochs": 100, "patience": 2,
+                      "first_task": {"lr": 1e-2, "batch_size": 512, "epochs": 10, "patience": 3}},
         },
     }
 
@@ -95,6 +101,8 @@ def quick(dataset: str) -> dict[str, Any]:
             # related tasks (r_i ~ 0.0025) but 0 of 128 rows, which would switch retention off.
             # Stochastic rounding keeps r_i * batch rows on average; `TERACON+int` is the code's rule.
             "TERACON": {"rows": "expected"},
+            # DITTO needs nothing here: its transfer losses take k = max(int(r_i B), 20) rows
+            # (train_ditto.py L246), 20 of the 128-row batches at least, so no mechanism is off.
         },
     }
 
