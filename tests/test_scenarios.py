@@ -232,6 +232,11 @@ def test_runner_grows_before_each_step_and_before_later_data(tmp_path, monkeypat
     assert [step["later"] for step in record.steps] == [[], ["T1-next_item"], ["T1-next_item", "T2-item"]]
     assert [step["n_items"] for step in record.steps] == [30, 45, 45]
     assert record.scenario == {"name": "time-aware", "later": ["T1-next_item", "T2-item"]}
+    from bench.results.tables import render_run
+
+    printed = render_run([record])
+    assert "performance matrix R[i][j] (task j after training task i; past tasks scored on later data)" in printed
+    assert "Time-aware scenario: past tasks scored on later data" in printed and "T1-next_item, T2-item" in printed
 
 
 def test_rows_after_a_tasks_own_step_score_its_later_data(tmp_path):
@@ -280,3 +285,53 @@ def test_a_method_with_per_item_state_is_refused_before_training(tmp_path, monke
                                          r"'encoder\.embedding\.table', 'encoder\.embedding\.owner' hold"):
         run_one(ditto_config(folder, ["Conure+embprune"]), tmp_path / "results")
     assert trained == []
+
+
+# --- the synthetic generator ----------------------------------------------------------------------
+TIME_AWARE = {"new_items": 0.1, "shared_item_targets": True}
+
+
+def test_synthetic_time_aware_option_is_reproducible_and_leaves_the_base_data():
+    from bench.datasets.base import load_dataset
+    from tests.conftest import TINY_DATA
+
+    base = load_dataset("synthetic", TINY_DATA)
+    first = load_dataset("synthetic", {**TINY_DATA, **TIME_AWARE})
+    second = load_dataset("synthetic", {**TINY_DATA, **TIME_AWARE})
+    assert all(t.n_items_known is None and t.later is None and not t.shared_targets for t in base.tasks)
+    assert base.n_items == 40 and first.n_items == 40 + 6 * 4  # 5 later tasks and the later stage, 4 items each
+    assert [t.n_items_known for t in first.tasks] == [40, 44, 48, 52, 56, 60]
+    for timed, again, plain in zip(first.tasks, second.tasks, base.tasks):
+        for name in ("train", "valid", "test"):
+            assert np.array_equal(timed.split(name).inputs, again.split(name).inputs)
+            assert np.array_equal(timed.split(name).targets, again.split(name).targets)
+            assert timed.split(name).inputs.max() <= timed.n_items_known  # no item before it arrived
+        assert timed.shared_targets == (timed.kind is TaskKind.ITEM)
+        if timed.kind is TaskKind.CLASS:  # the same users and labels, seen through newer items
+            assert np.array_equal(timed.test.targets, plain.test.targets)
+    t1, t2 = first.tasks[0], first.tasks[1]
+    assert np.array_equal(t1.train.inputs, base.tasks[0].train.inputs)  # T1 is the first stage
+    assert t2.train.inputs.max() > 40 and t2.n_targets == 44 and t2.train.targets.min() >= 1
+    assert first.tasks[-1].later is None
+    for task in first.tasks[:-1]:  # later data: the test users at the later stage, with its newest items
+        assert len(task.later) == len(task.test) and task.later.inputs.max() > 56
+        assert (task.later.inputs > 60).any()
+
+
+def test_every_method_runs_the_time_aware_scenario_or_refuses_it(tmp_path):
+    """--methods all on a tiny time-aware synthetic dataset: every row runs, its R rows after a
+    task's step on later data; Conure+embprune refuses (test above)."""
+    from tests.conftest import TINY_DATA
+
+    config = tiny_config(methods=["all"], dataset_options={**TINY_DATA, **TIME_AWARE})
+    config.train.epochs = 1
+    records = run(config, RunStore.create(config.to_dict(), tmp_path / "results"), progress=False)
+    assert len(records) == 10
+    for record in records:
+        assert record.complete and record.scenario["name"] == "time-aware"
+        R = record.matrix()
+        assert np.isfinite(R[-1][1:]).all()
+        if record.method != "MTL":  # MTL scores the joint tasks after their own (joint) step only
+            assert record.steps[-1]["later"] == record.tasks[:-1] and np.isfinite(R[-1]).all()
+        # grown to the later data's 64 items (MTL: the last task's 60, it scores no later data)
+        assert record.steps[-1]["n_items"] == (60 if record.method == "MTL" else 64)
