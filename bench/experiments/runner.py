@@ -248,8 +248,10 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         return record
     protocol = context.protocol or Protocol(config.eval, config.seed)
     time_aware = growth.is_time_aware(tasks)
-    # the vocabulary grows during a time-aware run: this method's own copy of the context
-    context = dataclasses.replace(context, n_items=first_vocabulary_of(tasks, context)) if time_aware else context
+    # the vocabulary grows during a time-aware run: this method's own copy of the context,
+    # starting from the first task's vocabulary
+    if time_aware:
+        context = dataclasses.replace(context, n_items=growth.task_vocabulary(tasks[0], context.n_items))
     checkpoint = store.load_checkpoint(name, context.device)
     if checkpoint is not None:
         method, record = resume_method(name, checkpoint, tasks, context, config, store)
@@ -278,19 +280,22 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
                      dataclasses.replace(context, journal=journal))
         method.eval()
         seconds = time.perf_counter() - started
-        scores, later = {}, []
-        for p in method.scored_positions(seen, positions):
-            split_name, split = scored_split(tasks[p], own_step[p] == index, config)
-            if split_name == "later":
-                grow(method, context, growth.split_vocabulary(split, tasks[p]))
-                later.append(tasks[p].name)
+        scored = {p: scored_split(tasks[p], own_step[p] == index, config)
+                  for p in method.scored_positions(seen, positions)}
+        later = [tasks[p].name for p, (split_name, _) in scored.items() if split_name == "later"]
+        if later:  # one vocabulary for the whole row: grown first to what the later data holds
+            grow(method, context, max(growth.split_vocabulary(split, tasks[p]) for p, (split_name, split)
+                                      in scored.items() if split_name == "later"))
+        scores = {}
+        for p, (_, split) in scored.items():
             task = current(tasks[p], context, time_aware)
             scores[task.name] = evaluate(task, split, partial(method.scores, task), context.device,
                                          context.train.eval_batch_size, context.train.limit_eval_users,
                                          context.train.precision, protocol)
         for task_name, metrics in scores.items():
             if not all(math.isfinite(value) for value in metrics.values()):
-                raise DivergenceError(task_name, f"the {config.eval_split} scores are not finite ({metrics})")
+                split_name = "later" if task_name in later else config.eval_split
+                raise DivergenceError(task_name, f"the {split_name} scores are not finite ({metrics})")
         record.steps.append({
             "row": max(positions), "tasks": [tasks[p].name for p in positions], "scores": scores,
             "seconds": seconds, "parameters": method.parameter_count(),
@@ -332,10 +337,6 @@ def current(task: Task, context: MethodContext, time_aware: bool) -> Task:
     spans the vocabulary now (its head, candidates and padding column cover the new items)."""
     return growth.at_vocabulary(task, context.n_items) if time_aware else task
 
-
-def first_vocabulary_of(tasks: list[Task], context: MethodContext) -> int:
-    """The vocabulary a method starts from in a time-aware run: the first task's."""
-    return growth.task_vocabulary(tasks[0], context.n_items)
 
 
 def resume_method(name: str, checkpoint: dict, tasks: list[Task], context: MethodContext, config: RunConfig,
