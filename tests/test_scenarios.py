@@ -335,3 +335,50 @@ def test_every_method_runs_the_time_aware_scenario_or_refuses_it(tmp_path):
             assert record.steps[-1]["later"] == record.tasks[:-1] and np.isfinite(R[-1]).all()
         # grown to the later data's 64 items (MTL: the last task's 60, it scores no later data)
         assert record.steps[-1]["n_items"] == (60 if record.method == "MTL" else 64)
+
+
+def test_leaderboard_keeps_time_aware_runs_apart_and_says_so(tmp_path):
+    import json
+
+    from bench.results import leaderboard
+
+    def publish(run_id, dataset_options, scenario):
+        folder = tmp_path / leaderboard.PUBLISHED / run_id
+        (folder / "methods" / "SinMo").mkdir(parents=True)
+        config = {"dataset": "synthetic", "dataset_options": dataset_options, "seed": 0, "preset": "quick",
+                  "order": None, "eval_split": "test", "method_options": {}}
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "environment.json").write_text(json.dumps({"commit": "abc"}))
+        steps = [{"row": row, "tasks": [f"T{row + 1}"], "seconds": 1.0, "parameters": 10, "backbones": 1,
+                  "scores": {f"T{j + 1}": {"mrr@5": 0.5} for j in range(row + 1)},
+                  **({"later": [f"T{j + 1}" for j in range(row)]} if scenario else {})} for row in range(2)]
+        record = {"method": "SinMo", "tasks": ["T1", "T2"], "metrics": {"T1": "mrr@5", "T2": "mrr@5"},
+                  "steps": steps, "complete": True, "scenario": scenario}
+        (folder / "methods" / "SinMo" / "result.json").write_text(json.dumps(record))
+
+    publish("standard", {}, {})
+    publish("timed", {"new_items": 0.1}, {"name": "time-aware", "later": ["T1"]})
+    text = leaderboard.generate(tmp_path)
+    tables = text.split("### ")[1:]
+    assert len(tables) == 2  # two setups: the time-aware run's dataset options differ
+    assert sum("Time-aware scenario: past tasks scored on later data" in table for table in tables) == 1
+
+
+def test_time_aware_synthetic_data_writes_in_the_ditto_layout(tmp_path):
+    from bench.datasets.base import load_dataset
+    from bench.datasets.ditto import write_release
+    from tests.conftest import TINY_DATA
+
+    options = {**TINY_DATA, "classes": [3], **TIME_AWARE}
+    synthetic = load_dataset("synthetic", options)
+    write_release(synthetic, tmp_path / "release", seed=1)
+    read = load_dataset("ditto", {"class_tasks": [4], "seed": 1}, tmp_path / "release")
+    raw = np.array([int(r) for r in read.info["raw_ids"]])
+    assert [t.kind for t in read.tasks] == [t.kind for t in synthetic.tasks]
+    for before, after in zip(synthetic.tasks, read.tasks):
+        if before.later is not None:  # exactly the generator's later split
+            assert np.array_equal(raw[after.later.inputs], before.later.inputs)
+    with pytest.raises(BenchError, match="targets are not shared item ids"):
+        write_release(load_dataset("synthetic", {**options, "shared_item_targets": False}), tmp_path / "other")
+    stats = synthetic.statistics()  # bench data info: vocabulary growth per task
+    assert [row["known items"] for row in stats] == [40, 44, 48, 52] and stats[-1]["later"] == 0

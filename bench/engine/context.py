@@ -105,8 +105,8 @@ class MethodContext:
         task = task or self.first_task
         backbone = backbones.canonical(backbone or self.backbone)
         key = _file_key(task.name) + _backbone_suffix(backbone, backbones.canonical(self.backbone))
-        at_t1 = dataclasses.replace(self, n_items=task_vocabulary(task, self.n_items)) \
-            if task.n_items_known is not None else self
+        vocabulary = task_vocabulary(task, self.n_items)  # the context's own when not time-aware
+        at_t1 = self if vocabulary == self.n_items else dataclasses.replace(self, n_items=vocabulary)
         if key not in self._pretrained:
             path = self.cache_dir / f"pretrained-{key}.pt" if self.cache_dir else None
             entry = None
