@@ -253,12 +253,15 @@ def test_rows_after_a_tasks_own_step_score_its_later_data(tmp_path):
     assert plain[1, 0] == plain[2, 0] and other[1, 0] == other[2, 0]
 
 
-def test_resumed_time_aware_run_is_identical(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["FineAll", "SinMoAll", "PeterRec", "HAT", "Conure", "TERACON"])
+def test_resumed_time_aware_run_is_identical(tmp_path, monkeypatch, method):
+    """Interrupted before its third step (after growing for T2 and for the later data), the
+    resumed run is rebuilt at the checkpoint's vocabulary and gives the same R."""
     folder = write_folder(tmp_path / "data")
-    config = ditto_config(folder, ["FineAll"])
+    config = ditto_config(folder, [method])
     reference = run_one(config, tmp_path / "reference")
 
-    method_class = METHODS.get("FineAll")
+    method_class = METHODS.get(method)
     original, learnt = method_class.learn, []
 
     def interrupted(self, tasks, context):
@@ -362,6 +365,7 @@ def test_leaderboard_keeps_time_aware_runs_apart_and_says_so(tmp_path):
     tables = text.split("### ")[1:]
     assert len(tables) == 2  # two setups: the time-aware run's dataset options differ
     assert sum("Time-aware scenario: past tasks scored on later data" in table for table in tables) == 1
+    assert sum(table.split("\n")[0].count("; time-aware scenario") for table in tables) == 1  # in the heading
 
 
 def test_time_aware_synthetic_data_writes_in_the_ditto_layout(tmp_path):

@@ -274,9 +274,9 @@ def _rank(method: str) -> tuple:
 def label(group: Group) -> str:
     """'paper defaults' (or the preset's name when it is not `paper`) or 'tuned, N trials each',
     followed by the backbone and the evaluation protocol unless they are the defaults (NextItNet,
-    full ranking @5)."""
+    full ranking @5), and the time-aware scenario when the runs are of it."""
     protocol = (f"; backbone {group.backbone}" if group.backbone != "nextitnet" else "") + \
-        (f"; {group.protocol}" if group.protocol else "")
+        (f"; {group.protocol}" if group.protocol else "") + ("; time-aware scenario" if group.scenario else "")
     if not group.tuned_trials:
         return ("paper defaults" if group.preset == "paper" else f"method defaults, preset {group.preset}") + protocol
     counts = sorted(set(group.tuned_trials.values()))
