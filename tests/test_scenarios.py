@@ -321,6 +321,7 @@ def test_synthetic_time_aware_option_is_reproducible_and_leaves_the_base_data():
         assert (task.later.inputs > 60).any()
 
 
+@pytest.mark.slow  # every method end to end
 def test_every_method_runs_the_time_aware_scenario_or_refuses_it(tmp_path):
     """--methods all on a tiny time-aware synthetic dataset: every row runs, its R rows after a
     task's step on later data; Conure+embprune refuses (test above)."""
