@@ -387,3 +387,15 @@ def test_time_aware_synthetic_data_writes_in_the_ditto_layout(tmp_path):
         write_release(load_dataset("synthetic", {**options, "shared_item_targets": False}), tmp_path / "other")
     stats = synthetic.statistics()  # bench data info: vocabulary growth per task
     assert [row["known items"] for row in stats] == [40, 44, 48, 52] and stats[-1]["later"] == 0
+
+
+def test_a_split_beyond_its_tasks_vocabulary_is_one_error(monkeypatch):
+    from bench.experiments import runner
+    from tests.conftest import TINY_DATA
+
+    dataset = runner.load_dataset("synthetic", {**TINY_DATA, **TIME_AWARE})
+    dataset.tasks[1].n_items_known = 41  # T2's sequences hold ids up to 44
+    monkeypatch.setattr(runner, "load_dataset", lambda *args: dataset)
+    with pytest.raises(BenchError, match=r"task T2-items's train split holds item id 44, beyond the 41 items "
+                                         r"the task knows"):
+        runner.prepare(tiny_config(methods=["SinMo"]))

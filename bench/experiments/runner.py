@@ -85,8 +85,23 @@ def prepare(config: RunConfig, memory_check: bool = False) -> tuple[Dataset, lis
     order = resolve_order(config.order, len(dataset.tasks))
     tasks = dataset.ordered(order)
     if growth.is_time_aware(tasks):
+        check_vocabularies(dataset, tasks)
         check_growth(methods, config, tasks)
     return dataset, tasks, methods
+
+
+def check_vocabularies(dataset: Dataset, tasks: list[Task]) -> None:
+    """A time-aware dataset's promise, checked before any training: no split of a task holds an
+    item id beyond the task's vocabulary, and no later split one beyond the dataset's."""
+    for task in tasks:
+        known = growth.task_vocabulary(task, dataset.n_items)
+        for name in ("train", "valid", "test", "later"):
+            split = task.later if name == "later" else task.split(name)
+            limit = dataset.n_items if name == "later" else known
+            if split is not None and len(split) and growth.split_vocabulary(split, task) > limit:
+                raise BenchError(f"dataset {dataset.name}: task {task.name}'s {name} split holds item id "
+                                 f"{growth.split_vocabulary(split, task)}, beyond the {limit} items "
+                                 f"{'of the dataset' if name == 'later' else 'the task knows (n_items_known)'}")
 
 
 # Small vocabularies for the growth check: primes, so that no other dimension matches by chance.
