@@ -323,7 +323,7 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
             # the logs first: a kill after the checkpoint skips this step on resume, so a log
             # written after it could be lost for good; a kill before it replays the step
             write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
-            store.save_checkpoint(name, checkpoint_payload(method, record, context.n_items))
+            store.save_checkpoint(name, checkpoint_payload(method, record, context.n_items if time_aware else None))
             journal.drop()  # the step checkpoint holds it now
             store.save_record(record)
         if on_step is not None:
@@ -340,11 +340,12 @@ CHECKPOINT_FORMAT = 2  # 1 (before issue 22): the pickled method object, refused
 
 def checkpoint_payload(method, record: MethodRecord, n_items: int | None = None) -> dict:
     """A step checkpoint: tensors and plain data only (the method's state_dict, its plain
-    between-step state, the record, the RNG state, the item vocabulary it was saved at), so
-    that it loads with weights_only=True and loading it can never run code
-    (docs/security-loading.md)."""
-    return {"format": CHECKPOINT_FORMAT, "state": method.state_dict(), "extra": method.checkpoint_state(),
-            "record": asdict(record), "rng": torch.get_rng_state(), "n_items": n_items}
+    between-step state, the record, the RNG state; in the time-aware scenario the item
+    vocabulary it was saved at), so that it loads with weights_only=True and loading it can
+    never run code (docs/security-loading.md)."""
+    payload = {"format": CHECKPOINT_FORMAT, "state": method.state_dict(), "extra": method.checkpoint_state(),
+               "record": asdict(record), "rng": torch.get_rng_state()}
+    return payload if n_items is None else payload | {"n_items": n_items}
 
 
 def current(task: Task, context: MethodContext, time_aware: bool) -> Task:
