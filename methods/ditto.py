@@ -88,6 +88,11 @@ Deviations from the released code (each named):
   that protocol still drops the last (full) batch, which DITTO's getBatch (`<=`) keeps; the
   early stop counts epochs after `train.min_epochs` only.
 - a non-finite task loss: the code skips the step (L385-388); the harness's `train.nonfinite`.
+
+BPR pairs (`pairs`): the code's training BPR (T1, task, BKT1) tiles the positives' scores but
+lays the negatives' out row by row, so a negative is set against another row's positive (see
+`bpr_loss`); that is the default, as released. Variant `DITTO+userpairs` is the paper's BPR,
+every positive against its own negatives. Validation and test score per row in the code too.
 - evaluation: the run's `eval.protocol` (full ranking by default; `sampled` is the code's
   1 + 99 negatives).
 """
@@ -133,6 +138,10 @@ class DITTOOptions:
     min_rows: int = field(default=20, metadata={"min": 0})  # k = max(int(r B), 20) (L246)
     augment_ratio: float = field(default=0.2, metadata={"min": 0, "max": 1})  # aug_masking/substitute 0.2 (L365-366)
     t1_rho: float = field(default=0.3, metadata={"gt": 0})  # --rho 0.3 (train_task1.py L43)
+    # BPR pairs (`bpr_loss`): "released" = the code's tiled positives, each negative set against
+    # another row's positive (train_task1.py L159-167, train_ditto.py L290-295, L355-360);
+    # "user" = each row's positive against its own negatives (the paper's BPR; DITTO+userpairs)
+    pairs: Literal["released", "user"] = "released"
     # T1 negatives: "released" = data_loader.py's rank-ordered list read by item id (see the
     # module docstring); "uniform" = item ids 0..V uniformly
     t1_negatives: Literal["released", "uniform"] = "released"
@@ -179,11 +188,20 @@ def candidate_scores(outputs: torch.Tensor, weight: torch.Tensor, ids: torch.Ten
 
 
 def bpr_loss(outputs: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-             negatives: torch.Tensor) -> torch.Tensor:
-    """-sum log sigmoid(<o, e_pos> - <o, e_neg>) with e = rows of `weight`: outputs (N, d),
-    targets (N,), negatives (N, n); summed over rows and negatives (train_ditto.py L289-295)."""
+             negatives: torch.Tensor, pairs: str = "released") -> torch.Tensor:
+    """-sum log sigmoid(pos - neg) with scores <o, e>, e = rows of `weight`: outputs (N, d),
+    targets (N,), negatives (N, n); summed over rows and negatives (train_ditto.py L289-295).
+
+    `pairs="user"` pairs each row's positive with its own negatives (the paper's BPR).
+    `pairs="released"` pairs them as the code does: the negatives' scores are laid out row by
+    row (`outputs.unsqueeze(1).repeat(1, n, 1).view(-1, d)`) but the positives' are TILED
+    (`pos.unsqueeze(1).repeat(1, n, 1)` on a 2-D tensor repeats along a new leading dimension),
+    so flat pair k sets row k // n's negative against row k mod N's positive
+    (train_task1.py L159-167, train_ditto.py L290-295 and L355-360)."""
     pos = (outputs * weight[targets]).sum(-1)
-    return -F.logsigmoid(pos[:, None] - candidate_scores(outputs, weight, negatives)).sum()
+    neg = candidate_scores(outputs, weight, negatives)
+    paired = pos.repeat(neg.shape[1]).view_as(neg) if pairs == "released" else pos[:, None]
+    return -F.logsigmoid(paired - neg).sum()
 
 
 def released_t1_probabilities(rows: int, rho: float) -> torch.Tensor:
@@ -281,6 +299,7 @@ class DITTO(ContinualMethod):
         "nofkt": {"fkt": False},  # ablation: no forward knowledge transfer (paper Table 9)
         "notask1bkt": {"task1_bkt": False},  # ablation: no backward transfer to T1
         "norestbkt": {"rest_bkt": False},  # ablation: no backward transfer to the other item tasks
+        "userpairs": {"pairs": "user"},  # the paper's BPR: each positive against its own negatives
     }
 
     @classmethod
@@ -480,7 +499,7 @@ class DITTO(ContinualMethod):
             negatives = torch.multinomial(p, len(targets) * n, replacement=True).view(len(targets), n)
         else:
             negatives = torch.randint(0, rows, (len(targets), n), device=x.device)
-        return bpr_loss(outputs, self.net.encoder.embedding.weight, targets, negatives)
+        return bpr_loss(outputs, self.net.encoder.embedding.weight, targets, negatives, self.options.pairs)
 
     def task_loss(self, k: int, task: Task, last: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The current task's loss from its representation `last` (B, d)."""
@@ -494,7 +513,7 @@ class DITTO(ContinualMethod):
             table = self.targets[module_key(task)]
             rows = table.num_embeddings
         negatives = torch.randint(0, rows, (len(y), n), device=y.device)
-        return bpr_loss(outputs, table.weight, y, negatives)
+        return bpr_loss(outputs, table.weight, y, negatives, self.options.pairs)
 
     def transfer_losses(self, teacher: TeraconNet, x: torch.Tensor, s: float, k: int, old: int,
                         ratios: list[float]) -> dict:
@@ -560,7 +579,7 @@ class DITTO(ContinualMethod):
         targets = x[:, 1:-1].flatten()
         n = self.options.negatives
         negatives = torch.randint(0, self.vocabulary_rows(self._tasks[-1]), (len(targets), n), device=x.device)
-        return bpr_loss(outputs, self.net.encoder.embedding.weight, targets, negatives)
+        return bpr_loss(outputs, self.net.encoder.embedding.weight, targets, negatives, self.options.pairs)
 
     def _contrastive(self, i: int, x: torch.Tensor, s: float) -> torch.Tensor:
         """BKT2, L362-376: InfoNCE between a masked and a substituted view under task i's mask."""

@@ -99,7 +99,27 @@ def test_bpr_is_summed_over_rows_and_the_negatives_count(context, tasks):
         targets, negatives = torch.randint(0, rows, (3,)), torch.randint(0, rows, (3, 5))
         by_hand = sum(-math.log(torch.sigmoid(out[r] @ weight[targets[r]] - out[r] @ weight[negatives[r, j]]).item())
                       for r in range(3) for j in range(5))
-        assert bpr_loss(out, weight, targets, negatives).item() == pytest.approx(by_hand, rel=1e-10)
+        assert bpr_loss(out, weight, targets, negatives, "user").item() == pytest.approx(by_hand, rel=1e-10)
+
+
+def test_released_bpr_pairs_each_negative_with_the_tiled_positives_as_the_code():
+    """train_ditto.py L290-295 (and train_task1.py L159-167), transcribed: the default pairs as the
+    code; `pairs="user"` (DITTO+userpairs) is the paper's per-row BPR, and they differ."""
+    torch.manual_seed(0)
+    n_neg = 5
+    outputs, table = torch.randn(3, 4, dtype=torch.float64), torch.randn(30, 4, dtype=torch.float64)
+    target, neg_target = torch.randint(0, 30, (3,)), torch.randint(0, 30, (3 * n_neg,))
+    target_emb_positive, target_emb_negative = table[target], table[neg_target]
+    outputs_dup = outputs.unsqueeze(1).repeat(1, n_neg, 1).view(-1, outputs.size(1))
+    pos_logits = torch.sum((outputs * target_emb_positive), dim=-1)
+    pos_logits = pos_logits.unsqueeze(1).repeat(1, n_neg, 1).squeeze(2)
+    pos_logits = pos_logits.squeeze(0)
+    neg_logits = torch.sum((outputs_dup * target_emb_negative), dim=-1)
+    released = -(pos_logits - neg_logits).sigmoid().log().sum()
+    negatives = neg_target.view(3, n_neg)
+    assert bpr_loss(outputs, table, target, negatives).item() == pytest.approx(released.item(), rel=1e-12)
+    assert bpr_loss(outputs, table, target, negatives, "user").item() != pytest.approx(released.item(), rel=1e-3)
+    assert METHODS.options("DITTO+userpairs", {})["pairs"] == "user"
 
 
 def test_scores_item_tables_with_padding_excluded_and_class_tasks_over_all_d_outputs(context, tasks):
