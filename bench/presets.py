@@ -109,8 +109,9 @@ def quick(dataset: str) -> dict[str, Any]:
             # Every other method's released T1 lr is this preset's 1e-3 (TERACON ttl_train.sh,
             # Conure conure_ret_t1.py); DITTO's released lrs are T1 1e-2 (train_task1.py --lr) and
             # 5e-4 later (train_ditto.py --lr). At 1e-3 its T1 (Linear(d, d) head against the
-            # U(+-sqrt(1/rows)) item table, BPR) stayed at chance level in 10 quick epochs
-            # (validation MRR@5 0.009 vs 0.008 for random scores), so each method keeps its own lrs.
+            # U(+-sqrt(1/rows)) item table, BPR) stayed near chance level in 10 quick epochs (seeds
+            # 0-2, per-row BPR pairs: T1 test MRR@5 0.024 with 1+99 sampled candidates, 0.023 for random
+            # scores), so each method keeps its own lrs.
             "DITTO": {"lr": 5e-4, "first_task": {"lr": 1e-2}},
         },
     }
