@@ -13,7 +13,8 @@ method_train.*.epochs), so a user setting always means what it says.
 - `quick`: today's small setting (d=64, dilations [1,4], batch 128, lr 1e-3, <= 10 epochs,
   patience 3, one schedule for every task): the dataclass defaults of bench/config.py. It is a
   DEVIATION from both papers, kept so the embedded synthetic data runs in about a minute on a CPU.
-  At its 128-row batches TERACON's retention rows are stochastically rounded (see `quick`).
+  At its 128-row batches TERACON's retention rows are stochastically rounded (see `quick`), and
+  DITTO keeps its released learning rates (T1 1e-2, later 5e-4; 1e-3 is every other method's T1 lr).
 
 The default preset depends on the dataset: `quick` for `synthetic`, `paper` for everything else.
 """
@@ -31,7 +32,7 @@ PRESET_SUMMARY = {
     "paper": "the released scripts' settings (d=256, dilations [1,4]x4, T1 batch 32 / lr 1e-3 / 10 epochs, "
              "later tasks batch 1024 / lr 1e-4 / 100 epochs, patience 5; per-method values in bench/presets.py)",
     "quick": "small and fast, NOT the papers' (d=64, dilations [1,4], batch 128, lr 1e-3, 10 epochs, patience 3; "
-             "TERACON's retention rows stochastically rounded, as int() keeps none of 128)",
+             "TERACON's retention rows stochastically rounded, as int() keeps none of 128; DITTO at its released lrs)",
 }
 
 
@@ -69,6 +70,8 @@ def paper(dataset: str) -> dict[str, Any]:
             "HAT": {"smax": 400.0, "c": 0.75},
             # TERACON ttl_train.sh --smax 50; train_teracon.py --alpha default 0.7.
             "TERACON": {"smax": 50.0, "alpha": 0.7},
+            # DITTO train_ditto.py argparse: --alpha 0.7, --beta 0.4, --gamma 0.8, --smax 50, --n_neg 99.
+            "DITTO": {"smax": 50.0, "alpha": 0.7, "beta": 0.4, "gamma": 0.8, "negatives": 99},
         },
         "method_train": {
             # TERACON ttl_train.sh: task 2 at --lr 0.001 (tasks 3..6 at 0.0001 via the method's
@@ -79,6 +82,10 @@ def paper(dataset: str) -> dict[str, Any]:
             # T1 retraining after pruning: conure_ret_t1.py lr 0.001, batch 32, 10 iterations.
             "Conure": {"lr": 1e-4, "batch_size": 512, "epochs": 80,
                        "first_task": {"lr": 1e-3, "batch_size": 32, "epochs": 10}},
+            # DITTO train_ditto.py: --lr 0.0005, --epochs 100, --batch 512, early stop `if count == 2`;
+            # T1 train_task1.py: --lr 0.01, --epochs 10, model_para 'batch_size': 512, `if count == 3`.
+            "DITTO": {"lr": 5e-4, "batch_size": 512, "epochs": 100, "patience": 2,
+                      "first_task": {"lr": 1e-2, "batch_size": 512, "epochs": 10, "patience": 3}},
         },
     }
 
@@ -95,6 +102,17 @@ def quick(dataset: str) -> dict[str, Any]:
             # related tasks (r_i ~ 0.0025) but 0 of 128 rows, which would switch retention off.
             # Stochastic rounding keeps r_i * batch rows on average; `TERACON+int` is the code's rule.
             "TERACON": {"rows": "expected"},
+            # DITTO needs nothing here: its transfer losses take k = max(int(r_i B), 20) rows
+            # (train_ditto.py L246), 20 of the 128-row batches at least, so no mechanism is off.
+        },
+        "method_train": {
+            # Every other method's released T1 lr is this preset's 1e-3 (TERACON ttl_train.sh,
+            # Conure conure_ret_t1.py); DITTO's released lrs are T1 1e-2 (train_task1.py --lr) and
+            # 5e-4 later (train_ditto.py --lr). At 1e-3 its T1 (Linear(d, d) head against the
+            # U(+-sqrt(1/rows)) item table, BPR) stayed near chance level in 10 quick epochs (seeds
+            # 0-2, per-row BPR pairs: T1 test MRR@5 0.024 with 1+99 sampled candidates, 0.023 for random
+            # scores), so each method keeps its own lrs.
+            "DITTO": {"lr": 5e-4, "first_task": {"lr": 1e-2}},
         },
     }
 

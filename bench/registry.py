@@ -248,8 +248,8 @@ def load_file(path: str | Path) -> None:
         raise BenchError(f"--plugin {path}: {type(error).__name__}: {error}") from None
 
 
-# The column order of Conure's and TERACON's tables.
-PAPER_ORDER = ["DNN", "SinMo", "SinMoAll", "FineSmax", "FineAll", "PeterRec", "MTL", "Conure", "HAT", "TERACON"]
+# The column order of Conure's and TERACON's tables, then DITTO (SIGIR 2025), the newest.
+PAPER_ORDER = ["DNN", "SinMo", "SinMoAll", "FineSmax", "FineAll", "PeterRec", "MTL", "Conure", "HAT", "TERACON", "DITTO"]
 
 
 def resolve_methods(names: list[str]) -> list[str]:

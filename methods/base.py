@@ -16,6 +16,7 @@ from torch import nn
 from bench.config import from_dict
 from bench.engine.backbone import UserEncoder, build_encoder, make_head
 from bench.engine.context import MethodContext  # noqa: F401  (re-exported for plugins)
+from bench.engine.growth import grow_module
 from bench.engine.objectives import evaluation_scores
 from bench.engine.tasks import Task
 from bench.engine.training import FitLog
@@ -107,8 +108,11 @@ class ContinualMethod(nn.Module):
         past task on later data that holds new items. The default is the harness's growth:
         item tables and item-output heads get new rows (old rows copied, new ones initialised
         as DITTO's released code does); a method with other per-item state overrides it or
-        refuses the scenario."""
-        raise NotImplementedError("harness growth: issue 24, scenario branch")
+        refuses the scenario (bench/engine/growth.py: per-item state it cannot grow is a
+        GrowthError naming the tensor)."""
+        name = getattr(type(self), "registered_name", type(self).__name__)
+        grow_module(self, self.n_items, n_items, owner=f"method {name}")
+        self.n_items = max(self.n_items, n_items)
 
     # --- measured, not declared ----------------------------------------------------------
     def n_backbones(self) -> int:

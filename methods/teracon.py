@@ -163,9 +163,12 @@ class TeraconNet(nn.Module):
         self.heads.append(head)
         self.tasks.append(_TaskRef(task))
 
-    def add_task(self, task: Task) -> None:
-        """A new task: its embedding and head, and fresh relation mixers for all N tasks."""
-        self._add(task, task_head(task, self.encoder, self.options.heads).to(self.encoder.embedding.weight.device))
+    def add_task(self, task: Task, head: nn.Module | None = None) -> None:
+        """A new task: its embedding and head (TERACON's `task_head` unless given: DITTO's
+        heads differ), and fresh relation mixers for all N tasks."""
+        if head is None:
+            head = task_head(task, self.encoder, self.options.heads)
+        self._add(task, head.to(self.encoder.embedding.weight.device))
         n = len(self.task_embeddings)
         self.mixers = nn.ModuleList(RelationMixer(n, self.n_layers) for _ in range(n)).to(
             self.encoder.embedding.weight.device)

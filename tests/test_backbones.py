@@ -101,7 +101,7 @@ def test_every_method_runs_on_sasrec(tmp_path):
     config.train = TrainConfig(epochs=1, min_epochs=1, batch_size=64, lr=3e-3, patience=1)
     records = run(config, RunStore.create(config.to_dict(), tmp_path), progress=False)
     assert [r.method for r in records] == ["DNN", "SinMo", "SinMoAll", "FineSmax", "FineAll", "PeterRec",
-                                          "MTL", "Conure", "Conure+harnessinit", "HAT", "TERACON"]
+                                          "MTL", "Conure", "Conure+harnessinit", "HAT", "TERACON", "DITTO"]
     for record in records:
         assert record.complete
         final = record.steps[-1]["scores"]
@@ -276,7 +276,8 @@ def test_a_gru_plugin_runs_every_method_its_sites_support(tmp_path, gru_plugin):
     assert all(record.complete for record in records) and len(records) == 8
 
 
-@pytest.mark.parametrize("method, site", [("HAT", "gates"), ("TERACON", "gates"), ("PeterRec", "patches")])
+@pytest.mark.parametrize("method, site", [("HAT", "gates"), ("TERACON", "gates"), ("DITTO", "gates"),
+                                          ("PeterRec", "patches")])
 def test_a_method_needing_a_missing_site_is_one_error_before_training(tmp_path, capsys, gru_plugin,
                                                                       t1_cache_root, method, site):
     code = main(["--plugin", str(gru_plugin), "run", "--methods", f"FineAll,{method}",
@@ -298,7 +299,7 @@ def test_check_sites_names_method_backbone_and_site():
         check_sites("HAT", ("gates",), BackboneConfig(block="pre_ln"))
 
 
-@pytest.mark.parametrize("row", ["Conure", "Conure+embprune", "PeterRec", "HAT", "TERACON"])
+@pytest.mark.parametrize("row", ["Conure", "Conure+embprune", "PeterRec", "HAT", "TERACON", "DITTO"])
 def test_a_learnt_method_on_sasrec_resumes_from_a_weights_only_checkpoint(tasks, context, tmp_path, row):
     """The runner's step checkpoint (state dict + plain data, loaded with weights_only=True)
     rebuilds the method on SASRec with its hooks at the sites: the same scores after loading."""

@@ -18,7 +18,7 @@ def test_default_preset_depends_on_the_dataset():
     assert ttl.preset == "paper"
     assert build_run_config({"dataset": "movielens"}).preset == "paper"
     quick = build_run_config({"preset": "quick", "dataset": "ttl"})
-    assert quick.backbone.embedding_dim == 64 and quick.method_train == {}
+    assert quick.backbone.embedding_dim == 64 and quick.method_train == {"DITTO": {"lr": 5e-4, "first_task": {"lr": 1e-2}}}
 
 
 def test_quick_preset_keeps_teracon_retention_on_and_paper_keeps_the_code_rule():

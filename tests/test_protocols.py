@@ -149,6 +149,10 @@ def test_protocol_in_config_result_and_leaderboard(capsys, tmp_path):
     assert "Item tasks scored by sampled ranking: 1 positive + 99 popularity negatives, cut-offs @5/@20." in out
     code, table, _ = run_cli(capsys, "table", "sampled", "--results", str(tmp_path))
     assert code == 0 and "sampled ranking" in table
+    code, out, err = run_cli(capsys, "run", *common, "--run-id", "seeds", "--seeds", "0,1",
+                             "--set", "eval.protocol=sampled")
+    sweep_heading = next(line for line in out.splitlines() if line.startswith("Sweep seeds:"))
+    assert code == 0 and "sampled ranking: 1 positive + 99 uniform negatives" in sweep_heading, err
     code, out, _ = run_cli(capsys, "run", *common, "--run-id", "full")
     assert code == 0 and "sampled ranking" not in out and "hr@20" not in \
         (tmp_path / "runs" / "full" / "methods" / "DNN" / "result.json").read_text()

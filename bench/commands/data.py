@@ -46,6 +46,10 @@ def execute(args: argparse.Namespace) -> int:
     rows = [[row["task"], row["name"], row["kind"], f"{row['instances']:,}", f"{row['|X|']:,}",
              f"{row['|Y|']:,}", row["train/valid/test"]] for row in statistics]
     headers = ["task", "name", "kind", "instances", "|X|", "|Y|", "train/valid/test"]
+    if any("known items" in row for row in statistics):  # the time-aware scenario: vocabulary growth
+        headers += ["known items", "later"]
+        for cells, row in zip(rows, statistics):
+            cells += [f"{row.get('known items', dataset.n_items):,}", f"{row.get('later', 0):,}"]
     print(f"{dataset.name}: {dataset.n_items:,} input items, sequence length {dataset.seq_len}"
           + "".join(f", {key} {value}" for key, value in dataset.info.items() if isinstance(value, (str, int))))
     print(tabulate(rows, headers=headers, tablefmt=args.format, disable_numparse=True))

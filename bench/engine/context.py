@@ -20,6 +20,7 @@ from bench.engine import distributed, t1cache
 from bench.engine import backbone as backbones
 from bench.engine.backbone import Backbone, build_encoder, make_head
 from bench.engine.checkpoints import Journal, scope
+from bench.engine.growth import grow_module, task_vocabulary
 from bench.engine.protocols import Protocol
 from bench.engine.objectives import evaluation_scores, training_loss
 from bench.engine.tasks import Task
@@ -97,10 +98,15 @@ class MethodContext:
         A method whose paper uses another block (Conure: pre-LN, conv biases fixed at 0)
         passes its `backbone`; each distinct backbone is trained once (fields the backbone does
         not read are ignored: Conure's block on SASRec is the run's SASRec).
+        In the time-aware scenario the model is trained at `task`'s own vocabulary (the
+        vocabulary when its data arrived) and handed out grown to the vocabulary now
+        (bench/engine/growth.py), so every step and a resumed run get the same T1 model.
         """
         task = task or self.first_task
         backbone = backbones.canonical(backbone or self.backbone)
         key = _file_key(task.name) + _backbone_suffix(backbone, backbones.canonical(self.backbone))
+        vocabulary = task_vocabulary(task, self.n_items)  # the context's own when not time-aware
+        at_t1 = self if vocabulary == self.n_items else dataclasses.replace(self, n_items=vocabulary)
         if key not in self._pretrained:
             path = self.cache_dir / f"pretrained-{key}.pt" if self.cache_dir else None
             entry = None
@@ -109,14 +115,16 @@ class MethodContext:
             if entry is not None:
                 self._pretrained[key] = entry
             else:
-                self._pretrained[key] = self.first_model_entry(
+                self._pretrained[key] = at_t1.first_model_entry(
                     f"pretrained {key}" if key else "pretrained", "t1", task, backbone, {},
-                    lambda: self._train_pretrained(task, backbone))
+                    lambda: at_t1._train_pretrained(task, backbone))
                 if path is not None and self.t1_cache is None and distributed.is_main():
                     write_torch(path, self._pretrained[key])  # every rank trained it; one writes
-        encoder = build_encoder(self.n_items, backbone).to(self.device)
+        encoder = build_encoder(at_t1.n_items, backbone).to(self.device)
         head = make_head(task, encoder).to(self.device)
         nn.ModuleList([encoder, head]).load_state_dict(copy.deepcopy(self._pretrained[key]["model"]))
+        if self.n_items > at_t1.n_items:
+            grow_module(nn.ModuleList([encoder, head]), at_t1.n_items, self.n_items, owner="the T1 model")
         return encoder, head
 
     def _train_pretrained(self, task: Task, backbone: BackboneConfig) -> dict:

@@ -109,7 +109,7 @@ def training_loss(task: Task, hidden: torch.Tensor, head, inputs: torch.Tensor, 
 def evaluation_scores(task: Task, hidden: torch.Tensor, head) -> torch.Tensor:
     """Scores of every candidate from the user representation (the last position)."""
     logits = head(hidden[:, -1])
-    if task.kind is TaskKind.NEXT_ITEM:
+    if task.item_vocabulary:  # outputs are item ids (next-item, shared-target item tasks)
         if torch.is_grad_enabled():
             logits = logits.clone()  # evaluation runs without grad and needs no second score matrix
         logits[:, 0] = float("-inf")  # padding is never a candidate

@@ -62,13 +62,14 @@ def task_key(name: str) -> int:
 
 
 def candidates(task: Task) -> tuple[int, int]:
-    """(first id, number of candidates): next-item ids are 1..n (0 is padding), others 0..n-1."""
-    return (1, task.n_targets) if task.kind is TaskKind.NEXT_ITEM else (0, task.n_targets)
+    """(first id, number of candidates): item ids are 1..n (0 is padding; next-item tasks and
+    item tasks with shared targets), other targets 0..n-1."""
+    return (1, task.n_targets) if task.item_vocabulary else (0, task.n_targets)
 
 
 def popularity(task: Task) -> np.ndarray:
     """Each candidate's share of the training split (next-item: occurrences in the training
-    sequences; item tasks: training targets); uniform when the split holds none."""
+    sequences; item tasks, shared targets too: training targets); uniform when the split holds none."""
     first, n = candidates(task)
     values = task.train.inputs if task.kind is TaskKind.NEXT_ITEM else task.train.targets
     counts = np.bincount(np.asarray(values).ravel(), minlength=first + n)[first:first + n].astype(np.float64)

@@ -121,6 +121,9 @@ class Dataset:
             n_inputs = distinct_items((split.inputs for split in splits), self.n_items)
             rows.append(statistics_row(number, task.name, task.kind, n_inputs, task.n_targets,
                                        [len(split) for split in splits]))
+            if task.n_items_known is not None or task.later is not None:  # the time-aware scenario
+                rows[-1] |= {"known items": task.n_items_known if task.n_items_known is not None else self.n_items,
+                             "later": len(task.later) if task.later is not None else 0}
         return rows
 
 

@@ -32,7 +32,7 @@ from bench.engine.tasks import Dataset, Task
 from bench.engine.backbone import check_sites
 from bench.engine.context import MethodContext
 from bench.engine.protocols import Protocol
-from bench.engine import distributed, softmax, t1cache
+from bench.engine import distributed, growth, softmax, t1cache
 from bench.engine.training import enable_tf32, evaluate
 from bench.datasets.base import load_dataset
 
@@ -83,7 +83,48 @@ def prepare(config: RunConfig, memory_check: bool = False) -> tuple[Dataset, lis
     check_backbone_sites(methods, config)
     dataset = load_dataset(config.dataset, config.dataset_options, config.data_dir)
     order = resolve_order(config.order, len(dataset.tasks))
-    return dataset, dataset.ordered(order), methods
+    tasks = dataset.ordered(order)
+    if growth.is_time_aware(tasks):
+        check_vocabularies(dataset, tasks)
+        check_growth(methods, config, tasks)
+    return dataset, tasks, methods
+
+
+def check_vocabularies(dataset: Dataset, tasks: list[Task]) -> None:
+    """A time-aware dataset's promise, checked before any training: no split of a task holds an
+    item id beyond the task's vocabulary, and no later split one beyond the dataset's."""
+    for task in tasks:
+        known = growth.task_vocabulary(task, dataset.n_items)
+        for name in ("train", "valid", "test", "later"):
+            split = task.later if name == "later" else task.split(name)
+            limit = dataset.n_items if name == "later" else known
+            if split is not None and len(split) and growth.split_vocabulary(split, task) > limit:
+                raise BenchError(f"dataset {dataset.name}: task {task.name}'s {name} split holds item id "
+                                 f"{growth.split_vocabulary(split, task)}, beyond the {limit} items "
+                                 f"{'of the dataset' if name == 'later' else 'the task knows (n_items_known)'}")
+
+
+# Small vocabularies for the growth check: primes, so that no other dimension matches by chance.
+CHECK_ITEMS = (1009, 1013)
+
+
+def check_growth(methods: list[str], config: RunConfig, tasks: list[Task]) -> None:
+    """Before any training of a time-aware run: each method, its structure re-created for every
+    task (`ContinualMethod.restore`, untrained, on the CPU at a small vocabulary), grows its
+    item vocabulary once; a method with per-item state it cannot grow fails here with one
+    error line naming the method and the tensor, not after hours of training."""
+    small, grown = CHECK_ITEMS
+    context = MethodContext(n_items=small, backbone=config.backbone, train=config.train,
+                            device=torch.device("cpu"), seed=config.seed, first_task=tasks[0])
+    views = [growth.at_vocabulary(task, small) for task in tasks]
+    with torch.random.fork_rng(devices=[]):
+        for name in methods:
+            try:
+                method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
+                method.restore(views, context)
+                method.grow_items(grown, dataclasses.replace(context, n_items=grown))
+            except growth.GrowthError as error:
+                raise BenchError(f"method {name} {error.detail}") from None
 
 
 def check_backbone_sites(methods: list[str], config: RunConfig) -> None:
@@ -123,7 +164,7 @@ def _run(config: RunConfig, store: RunStore, progress: bool, on_step: StepCallba
     if device.type == "cuda":
         enable_tf32()
     context = MethodContext(
-        n_items=dataset.n_items, backbone=config.backbone, train=config.train, device=device,
+        n_items=first_vocabulary(dataset, tasks), backbone=config.backbone, train=config.train, device=device,
         seed=config.seed, cache_dir=store.cache_dir, progress=progress, first_task=tasks[0],
         eval_split=config.eval_split, t1_cache=t1cache.default_root(),
         on_t1=lambda name, outcome: store.update_environment("t1_cache", {name: outcome}),
@@ -193,12 +234,39 @@ def extra_rows(name: str, rows: dict[str, dict]) -> dict[str, dict]:
     return {name + row[len(base):] if row.startswith(base) else row: scores for row, scores in rows.items()}
 
 
+def first_vocabulary(dataset: Dataset, tasks: list[Task]) -> int:
+    """The item vocabulary a run starts with: the first task's (the time-aware scenario,
+    docs/scenarios.md), else the dataset's whole vocabulary."""
+    return growth.task_vocabulary(tasks[0], dataset.n_items) if growth.is_time_aware(tasks) else dataset.n_items
+
+
+def grow(method, context: MethodContext, n_items: int) -> None:
+    """Raise the run's vocabulary (and the method's tables) to ids 1..n_items, never lower it."""
+    if n_items > context.n_items:
+        context.n_items = n_items
+        method.grow_items(n_items, context)
+
+
+def scored_split(task: Task, own_step: bool, config: RunConfig) -> tuple[str, object]:
+    """Where a scored task's numbers come from: its own row (and every row while tuning) the
+    run's evaluation split; a later row of a task with later data that data (the time-aware
+    scenario: past tasks re-evaluated on later data)."""
+    if task.later is not None and not own_step and config.eval_split == "test":
+        return "later", task.later
+    return config.eval_split, task.split(config.eval_split)
+
+
 def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunStore,
                config: RunConfig, on_step: StepCallback | None = None) -> MethodRecord:
     record = store.load_record(name)
     if record is not None and record.complete:
         return record
     protocol = context.protocol or Protocol(config.eval, config.seed)
+    time_aware = growth.is_time_aware(tasks)
+    # the vocabulary grows during a time-aware run: this method's own copy of the context,
+    # starting from the first task's vocabulary
+    if time_aware:
+        context = dataclasses.replace(context, n_items=growth.task_vocabulary(tasks[0], context.n_items))
     checkpoint = store.load_checkpoint(name, context.device)
     if checkpoint is not None:
         method, record = resume_method(name, checkpoint, tasks, context, config, store)
@@ -207,38 +275,55 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
         record = MethodRecord(name, [t.name for t in tasks], {t.name: t.primary_metric for t in tasks},
                               evaluation=protocol.record())
+        if time_aware:
+            record.scenario = {"name": "time-aware", "later": [t.name for t in tasks if t.later is not None]}
     seen: list[int] = []
+    own_step: dict[int, int] = {}  # task position -> the step that learnt it
     for index, positions in enumerate(method.schedule(len(tasks))):
         seen += [p for p in positions if p not in seen]
+        for p in positions:
+            own_step.setdefault(p, index)
         if index < len(record.steps):
             continue  # finished before the interruption
         started = time.perf_counter()
         journal = Journal(store.fit_checkpoint_path(name), checkpoints.scope(f"{name} step {index}", config.to_dict()),
                           distributed.is_main())
+        if time_aware:
+            grow(method, context, max(growth.task_vocabulary(tasks[p], context.n_items) for p in positions))
         method.train()
-        method.learn([tasks[p] for p in positions], dataclasses.replace(context, journal=journal))
+        method.learn([current(tasks[p], context, time_aware) for p in positions],
+                     dataclasses.replace(context, journal=journal))
         method.eval()
         seconds = time.perf_counter() - started
-        scores = {
-            tasks[p].name: evaluate(tasks[p], tasks[p].split(config.eval_split), partial(method.scores, tasks[p]),
-                                    context.device, context.train.eval_batch_size,
-                                    context.train.limit_eval_users, context.train.precision, protocol)
-            for p in method.scored_positions(seen, positions)
-        }
+        scored = {p: scored_split(tasks[p], own_step[p] == index, config)
+                  for p in method.scored_positions(seen, positions)}
+        later = [tasks[p].name for p, (split_name, _) in scored.items() if split_name == "later"]
+        if later:  # one vocabulary for the whole row: grown first to what the later data holds
+            grow(method, context, max(growth.split_vocabulary(split, tasks[p]) for p, (split_name, split)
+                                      in scored.items() if split_name == "later"))
+        scores = {}
+        for p, (_, split) in scored.items():
+            task = current(tasks[p], context, time_aware)
+            scores[task.name] = evaluate(task, split, partial(method.scores, task), context.device,
+                                         context.train.eval_batch_size, context.train.limit_eval_users,
+                                         context.train.precision, protocol)
         for task_name, metrics in scores.items():
             if not all(math.isfinite(value) for value in metrics.values()):
-                raise DivergenceError(task_name, f"the {config.eval_split} scores are not finite ({metrics})")
+                split_name = "later" if task_name in later else config.eval_split
+                raise DivergenceError(task_name, f"the {split_name} scores are not finite ({metrics})")
         record.steps.append({
             "row": max(positions), "tasks": [tasks[p].name for p in positions], "scores": scores,
             "seconds": seconds, "parameters": method.parameter_count(),
             "backbones": method.n_backbones(),
         })
+        if time_aware:
+            record.steps[-1] |= {"later": later, "n_items": context.n_items}
         record.variants = extra_rows(name, getattr(method, "variant_scores", {}))
         if distributed.is_main():  # every rank holds the same model and scores; rank 0 writes
             # the logs first: a kill after the checkpoint skips this step on resume, so a log
             # written after it could be lost for good; a kill before it replays the step
             write_json(store.method_dir(name) / "epochs.json", method.fit_logs)
-            store.save_checkpoint(name, checkpoint_payload(method, record))
+            store.save_checkpoint(name, checkpoint_payload(method, record, context.n_items if time_aware else None))
             journal.drop()  # the step checkpoint holds it now
             store.save_record(record)
         if on_step is not None:
@@ -253,12 +338,21 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
 CHECKPOINT_FORMAT = 2  # 1 (before issue 22): the pickled method object, refused on load
 
 
-def checkpoint_payload(method, record: MethodRecord) -> dict:
+def checkpoint_payload(method, record: MethodRecord, n_items: int | None = None) -> dict:
     """A step checkpoint: tensors and plain data only (the method's state_dict, its plain
-    between-step state, the record, the RNG state), so that it loads with weights_only=True
-    and loading it can never run code (docs/security-loading.md)."""
-    return {"format": CHECKPOINT_FORMAT, "state": method.state_dict(), "extra": method.checkpoint_state(),
-            "record": asdict(record), "rng": torch.get_rng_state()}
+    between-step state, the record, the RNG state; in the time-aware scenario the item
+    vocabulary it was saved at), so that it loads with weights_only=True and loading it can
+    never run code (docs/security-loading.md)."""
+    payload = {"format": CHECKPOINT_FORMAT, "state": method.state_dict(), "extra": method.checkpoint_state(),
+               "record": asdict(record), "rng": torch.get_rng_state()}
+    return payload if n_items is None else payload | {"n_items": n_items}
+
+
+def current(task: Task, context: MethodContext, time_aware: bool) -> Task:
+    """The task as the method sees it now: in the time-aware scenario an item-vocabulary task
+    spans the vocabulary now (its head, candidates and padding column cover the new items)."""
+    return growth.at_vocabulary(task, context.n_items) if time_aware else task
+
 
 
 def resume_method(name: str, checkpoint: dict, tasks: list[Task], context: MethodContext, config: RunConfig,
@@ -269,8 +363,11 @@ def resume_method(name: str, checkpoint: dict, tasks: list[Task], context: Metho
     path = store.method_dir(name) / "checkpoint.pt"
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise BenchError(f"{path}: a checkpoint of another format; {store.restart_hint(name)}")
+    time_aware = growth.is_time_aware(tasks)
+    if time_aware:  # built at the vocabulary the checkpoint was saved at (grown since the start)
+        context.n_items = max(context.n_items, int(checkpoint.get("n_items") or context.n_items))
     method = METHODS.get(name).build(context, METHODS.options(name, config.method_options))
-    by_name = {task.name: task for task in tasks}
+    by_name = {task.name: current(task, context, time_aware) for task in tasks}
     try:
         learnt = [by_name[task] for task in checkpoint["extra"]["learned"]]
         method.resume(learnt, context, checkpoint["state"], checkpoint["extra"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 from bench.results.aggregate import avg_by_order, render_mean_std, run_frame
 from bench.config import RunConfig, build_run_config
@@ -26,7 +27,7 @@ from bench.io import read_json, write_json
 from bench.experiments.runner import run
 from bench.results.names import is_safe_name, safe_name
 from bench.results.store import RunStore
-from bench.results.tables import render
+from bench.results.tables import protocol_caption, render, scenario_caption
 
 
 @dataclass
@@ -120,16 +121,22 @@ def _open_or_create(config: RunConfig, root: Path, run_id: str) -> RunStore:
 
 # --- tables -------------------------------------------------------------------------------
 
-def sweep_frames(sweep: Sweep, root: Path) -> dict[str, list]:
-    """Per order label: one comparison frame per finished run (seed)."""
-    frames: dict[str, list] = {order_label(order): [] for order in sweep.orders}
+def run_records(sweep: Sweep, root: Path) -> Iterator[tuple[Any, list]]:
+    """(sweep entry, its method records) of every run that has any."""
     for entry in sweep.runs:
         try:
             records = RunStore.open(entry.run_id, root).records()
         except BenchError:
             continue
         if records:
-            frames[order_label(entry.order)].append(run_frame(records, entry.order))
+            yield entry, records
+
+
+def sweep_frames(sweep: Sweep, root: Path) -> dict[str, list]:
+    """Per order label: one comparison frame per finished run (seed)."""
+    frames: dict[str, list] = {order_label(order): [] for order in sweep.orders}
+    for entry, records in run_records(sweep, root):
+        frames[order_label(entry.order)].append(run_frame(records, entry.order))
     return frames
 
 
@@ -137,8 +144,10 @@ def render_sweep(sweep: Sweep, root: Path, fmt: str = "github") -> str:
     """One mean ± std table per order, then (with several orders) each method's sensitivity to order."""
     frames = sweep_frames(sweep, root)
     seeds = sorted({entry.seed for entry in sweep.runs})
+    records = [record for _, run in run_records(sweep, root) for record in run]
+    captions = [caption(records) for caption in (protocol_caption, scenario_caption)]
     parts = [f"Sweep {sweep.sweep_id}: mean ± std over seeds {', '.join(map(str, seeds))} "
-             "(sample std; tasks numbered as in the dataset)."]
+             "(sample std; tasks numbered as in the dataset)." + "".join(f" {c}" for c in captions if c)]
     for label, order_frames in frames.items():
         parts += ["", f"Order {label} ({len(order_frames)} run(s))", ""]
         parts.append(render_mean_std(order_frames, fmt) if order_frames else "(no finished runs yet)")

@@ -188,7 +188,7 @@ def probe_keys(runs: list[GridRun]) -> dict[str, list[str]]:
 
     from bench.config import build_run_config
     from bench.datasets.base import load_dataset
-    from bench.experiments.runner import resolve_order
+    from bench.experiments.runner import first_vocabulary, resolve_order
 
     KeyProbe, _ = _context_classes()
     datasets: dict[str, Any] = {}
@@ -200,7 +200,7 @@ def probe_keys(runs: list[GridRun]) -> dict[str, list[str]]:
             datasets[data_key] = load_dataset(config.dataset, config.dataset_options, config.data_dir)
         dataset = datasets[data_key]
         tasks = dataset.ordered(resolve_order(config.order, len(dataset.tasks)))
-        context = KeyProbe(n_items=dataset.n_items, backbone=config.backbone, train=config.train,
+        context = KeyProbe(n_items=first_vocabulary(dataset, tasks), backbone=config.backbone, train=config.train,
                            device=torch.device("cpu"), seed=config.seed, first_task=tasks[0],
                            eval_split=config.eval_split)
         _first_step(run.method, context, config, tasks)

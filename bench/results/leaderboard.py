@@ -39,7 +39,7 @@ from bench.io import open_lock, write_json
 from bench.registry import METHODS, PAPER_ORDER, VARIANT_SEPARATOR, resolve_methods
 from bench.results.names import is_safe_name, safe_name
 from bench.results.store import RunStore
-from bench.results.tables import missing_first_caption, render
+from bench.results.tables import missing_first_caption, render, scenario_caption
 
 PUBLISHED = "published"
 LEADERBOARD = "LEADERBOARD.md"
@@ -192,6 +192,7 @@ class Group:
     seeds: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     run_ids: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     commits: list[str] = field(default_factory=list)
+    scenario: str | None = None  # the time-aware scenario's caption (bench/results/tables.py), else None
 
     @property
     def sampled(self) -> bool:
@@ -254,6 +255,7 @@ def gather(published: Path) -> list[Group]:
                                              backbone=(config.get("backbone") or {}).get("name", "nextitnet"),
                                              tuned_trials=tuned))
         frame = run_frame(records, order)
+        group.scenario = group.scenario or scenario_caption(records)
         for method in frame.index:
             group.frames[method].append(frame.loc[[method]])
             group.seeds[method].append(int(config.get("seed", 0)))
@@ -272,9 +274,9 @@ def _rank(method: str) -> tuple:
 def label(group: Group) -> str:
     """'paper defaults' (or the preset's name when it is not `paper`) or 'tuned, N trials each',
     followed by the backbone and the evaluation protocol unless they are the defaults (NextItNet,
-    full ranking @5)."""
+    full ranking @5), and the time-aware scenario when the runs are of it."""
     protocol = (f"; backbone {group.backbone}" if group.backbone != "nextitnet" else "") + \
-        (f"; {group.protocol}" if group.protocol else "")
+        (f"; {group.protocol}" if group.protocol else "") + ("; time-aware scenario" if group.scenario else "")
     if not group.tuned_trials:
         return ("paper defaults" if group.preset == "paper" else f"method defaults, preset {group.preset}") + protocol
     counts = sorted(set(group.tuned_trials.values()))
@@ -392,6 +394,8 @@ def generate(root: Path) -> str:
         if any(VARIANT_SEPARATOR in str(name) for name in frame.index):
             captions.append("Rows named `Method+variant` measure the harness's deviations from a method's "
                             "released algorithm (docs/protocol.md, \"Protocol and deviations\"); they are not ranked.")
+        if group.scenario:  # a time-aware run's dataset differs, so its setup (and table) does too
+            captions.append(group.scenario)
         lines += ["", f"### {label(group)}, setup `{group.setup}`", ""]
         for caption in filter(None, captions):
             lines += [caption, ""]

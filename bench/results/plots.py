@@ -50,7 +50,8 @@ def forgetting_heatmap(record: MethodRecord, path: Path) -> Path:
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), [f"after {label}" for label in labels])
     ax.set_xlabel("task j (evaluated)")
-    ax.set_title(f"{record.method}: forgetting R[i][j] - R[j][j]")
+    later = "\n(past tasks scored on later data)" if record.scenario.get("later") else ""
+    ax.set_title(f"{record.method}: forgetting R[i][j] - R[j][j]{later}")
     fig.colorbar(image, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -73,7 +74,8 @@ def performance_lines(record: MethodRecord, path: Path) -> Path:
     ax.set_xticks(range(len(labels)), [f"after {label}" for label in labels])
     ax.set_xlabel("training step")
     ax.set_ylabel("score (primary metric)")
-    ax.set_title(f"{record.method}: per-task performance over the training sequence")
+    later = "\n(past tasks scored on later data)" if record.scenario.get("later") else ""
+    ax.set_title(f"{record.method}: per-task performance over the training sequence{later}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -133,6 +133,8 @@ def group_page(group: leaderboard.Group, slug: str, published: Path) -> str:
     caption = leaderboard.missing_first_caption(frame)
     if caption:
         lines += [caption, ""]
+    if group.scenario:  # the time-aware scenario (../scenarios.md)
+        lines += [group.scenario + " See [Scenarios](../scenarios.md).", ""]
     if any(leaderboard.VARIANT_SEPARATOR in str(name) for name in frame.index):
         lines += ["Rows named `Method+variant` measure the harness's deviations from a method's released "
                   "algorithm ([Presets and protocol](../protocol.md)); they are not ranked.", ""]

@@ -58,6 +58,10 @@ class MethodRecord:
     # how the scores rank candidates (bench/engine/protocols.py Protocol.record); {} in runs
     # made before protocols existed, which were all full ranking @5
     evaluation: dict = field(default_factory=dict)
+    # the time-aware scenario (docs/scenarios.md): {"name": "time-aware", "later": [tasks with
+    # later data]}; each step then lists in "later" the tasks it scored on their later data.
+    # {} for every other run.
+    scenario: dict = field(default_factory=dict)
 
     def matrix(self, metric: str | None = None) -> np.ndarray:
         """R[i][j]: task j's score after step ending at position i (NaN where not evaluated)."""

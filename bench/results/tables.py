@@ -125,6 +125,19 @@ def protocol_caption(records: list[MethodRecord]) -> str | None:
     return f"Item tasks scored by {' / '.join(described)}."
 
 
+def scenario_caption(records: list[MethodRecord]) -> str | None:
+    """The sentence saying that past tasks were scored on later data (the time-aware scenario,
+    docs/scenarios.md), naming the tasks that have it; None for every other run."""
+    later = sorted({name for record in records for name in record.scenario.get("later", [])},
+                   key=lambda name: records[0].tasks.index(name) if name in records[0].tasks else 0)
+    if not any(record.scenario for record in records):
+        return None
+    if not later:
+        return "Time-aware scenario: the item vocabulary grows from task to task (no task has later data)."
+    return ("Time-aware scenario: past tasks scored on later data (rows after a task's own step, "
+            f"for {', '.join(later)}); each task's own row on its test split.")
+
+
 def _as_settings(evaluation: dict) -> dict:
     """A result.json `evaluation` record as `eval` settings (its seed is the resolved one)."""
     return {key: value for key, value in evaluation.items() if key != "seed"}
@@ -146,15 +159,19 @@ def render_run(records: list[MethodRecord], fmt: str = "github", matrices: bool 
             labels = [f"T{i + 1}" for i in range(len(record.tasks))]
             forgetting = pd.DataFrame(forgetting_matrix(record.matrix()),
                                       index=record.matrix_frame().index, columns=labels)
-            parts += [f"{record.method}: performance matrix R[i][j] (task j after training task i)",
+            later = "; past tasks scored on later data" if record.scenario.get("later") else ""
+            parts += [f"{record.method}: performance matrix R[i][j] (task j after training task i{later})",
                       render(record.matrix_frame(), fmt),
-                      "", f"{record.method}: forgetting matrix R[i][j] - R[j][j]",
+                      "", f"{record.method}: forgetting matrix R[i][j] - R[j][j]"
+                      + (" (past tasks on later data, R[j][j] on the test split)" if later else ""),
                       render(forgetting, fmt, floatfmt="+.4f"), ""]
     caption = ("Final performance after the last task (MRR@5 for item tasks, accuracy for "
                "classification); Avg over all tasks, Avg T2–Tn over the tasks after the first; "
                "BWT < 0 means forgetting; FWT is measured against SinMo.")
     missing = missing_first_caption(frame)
     protocol = protocol_caption(records)
-    parts += [caption + (" " + missing if missing else "") + (" " + protocol if protocol else ""), "",
+    scenario = scenario_caption(records)
+    parts += [caption + (" " + missing if missing else "") + (" " + protocol if protocol else "")
+              + (" " + scenario if scenario else ""), "",
               render(frame, fmt)]
     return "\n".join(parts)
