@@ -220,3 +220,30 @@ def test_the_released_bpr_pairs_negatives_with_other_users_positives_and_the_edi
     assert used(old).shape == (users * n,) and not torch.equal(used(old), per_negative)
     assert torch.equal(used(old)[:users], own)  # tiled: p1, p2, p3, p1, ...
     assert torch.equal(used(new), per_negative)
+
+
+def test_the_ditto_adapter_reads_the_written_data_as_a_time_aware_sequence(tmp_path):
+    """The files the benchmark gives both sides parse as DITTO's scenario: vocabularies that grow
+    task by task, item tasks on the shared dictionary, later data for every past task, and T1's
+    later inputs holding items no task trained (its targets known ones)."""
+    import numpy as np
+
+    from bench.datasets.base import load_dataset
+    from bench.engine.tasks import TaskKind
+
+    write_release_data(tmp_path / "data", ReleaseDataOptions(**SMALL))
+    dataset = load_dataset("ditto", {"class_tasks": [4], "seed": 0}, tmp_path / "data")
+    kinds = [task.kind for task in dataset.tasks]
+    assert kinds == [TaskKind.NEXT_ITEM, TaskKind.ITEM, TaskKind.ITEM, TaskKind.CLASS]
+    known = [task.n_items_known for task in dataset.tasks]
+    assert known[0] < known[1] < known[2] <= known[3]  # T2 and T3 bring new items
+    assert all(task.shared_targets for task in dataset.tasks[1:3]) and dataset.tasks[3].n_targets == 4
+    assert [task.later is not None for task in dataset.tasks] == [True, True, True, False]
+    t1_later = dataset.tasks[0].later.inputs
+    assert t1_later[:, :-1].max() > known[-1] and t1_later[:, -1].max() <= known[-1]
+    for task in dataset.tasks[1:3]:
+        assert task.later.inputs.max() <= known[-1] and task.later.targets.max() <= known[-1]
+    n = SMALL["users"] * 2  # T2: two targets per user, split 80/5/15 as train_ditto.py
+    dev = -int(0.2 * n)
+    assert len(dataset.tasks[1].test.targets) == -int(dev * 0.75)  # test = samples[int(dev * 0.75):]
+    assert np.all(dataset.tasks[1].train.targets >= 1)
