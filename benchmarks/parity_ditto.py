@@ -217,9 +217,8 @@ def run_released(src: Path, data: Path, kinds: list[str], out: Path, seed: int, 
 def harness_command(data_dir: Path, root: Path, kinds: list[str], seed: int, t1_epochs: int, epochs: int,
                     d: int, dilations: list[int], extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "bench", "run", "--dataset", "ditto", "--data-dir", str(data_dir),
-            # `quick`, not `paper`: every value that differs is set below, and the paper preset's
-            # DITTO schedule would (even emptied by these settings) make the runner train the
-            # shared T1 model of the other methods first (bench/experiments/runner.py method_context)
+            # every value that matters is set below (so `paper` would run the same model), and set
+            # run-wide, so the runner trains no shared T1 model for the other methods first
             "--preset", "quick", "--methods", "DITTO", "--seed", str(seed), "--epochs", str(epochs),
             "--set", f"backbone.embedding_dim={d}", "--set", f"backbone.dilations={json.dumps(dilations)}",
             "--set", "eval.protocol=sampled", "--set", "eval.negatives=99",
