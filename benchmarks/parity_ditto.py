@@ -97,21 +97,16 @@ CAUSE_EDITS = {
     # draw uniformly. This makes T1's test draw uniformly too (padding id 0 still a candidate).
     "t1-uniform-test": (("utils.py",), "neg_target = np.random.choice(len_items, target.shape[0]*args.n_neg,p=p)",
                         "neg_target = np.random.choice(len_items, target.shape[0]*args.n_neg)"),
-    # The released inference draws a past task's negatives from the final model's rows
-    # (inference_past_tasks_update.py L165), but for T1 it builds a larger table that holds the
-    # later file's never-trained items (L117); the harness's candidates are its grown vocabulary,
-    # never-trained items included. This draws T1's later negatives from that larger table too.
     # The released BPR (train_task1.py L159-167, train_ditto.py L290-295 and L355-360) repeats the
     # (N,) positive scores with `.unsqueeze(1).repeat(1, n, 1)`, which TILES them (p1..pN, p1..pN,
     # ...) while the negative scores are row by row (n of user 1, n of user 2, ...): negative m is
-    # paired with the positive of user m mod N, not with its own user's. The harness pairs each
-    # negative with its own positive. This repeats each positive n times in place instead.
+    # paired with the positive of user m mod N, not with its own user's. The harness's DITTO does
+    # the same by default (pairs="released"); DITTO+userpairs pairs each negative with its own
+    # positive. These two edits repeat each positive n times in place instead.
     "bpr-pairs": (("train_task1.py",), "pos_logits = pos_logits.unsqueeze(1).repeat(1,99,1).squeeze(2)",
                   "pos_logits = pos_logits.repeat_interleave(99)"),
     "bpr-pairs-later": (("train_ditto.py",), "pos_logits = pos_logits.unsqueeze(1).repeat(1,args.n_neg,1).squeeze(2)",
                         "pos_logits = pos_logits.repeat_interleave(args.n_neg)"),
-    "later-grown-candidates": (("inference_past_tasks_update.py",),
-                               "len_items = task_dict['embeding.weight'].shape[0])", "len_items = item_size)"),
 }
 
 
