@@ -298,13 +298,13 @@ def run_method(name: str, tasks: list[Task], context: MethodContext, store: RunS
         scored = {p: scored_split(tasks[p], own_step[p] == index, config)
                   for p in method.scored_positions(seen, positions)}
         later = [tasks[p].name for p, (split_name, _) in scored.items() if split_name == "later"]
-        if later:  # one vocabulary for the whole row: grown first to what the later data holds
+        if later:  # the model grown first to what the later data holds
             grow(method, context, max(growth.split_vocabulary(split, tasks[p]) for p, (split_name, split)
                                       in scored.items() if split_name == "later"))
         scores = {}
-        for p, (_, split) in scored.items():
-            task = current(tasks[p], context, time_aware)
-            scores[task.name] = evaluate(task, split, partial(method.scores, task), context.device,
+        for p, (split_name, split) in scored.items():
+            task, score_fn = scoring(method, tasks[p], context, time_aware, later=split_name == "later")
+            scores[task.name] = evaluate(task, split, score_fn, context.device,
                                          context.train.eval_batch_size, context.train.limit_eval_users,
                                          context.train.precision, protocol)
         for task_name, metrics in scores.items():
@@ -346,6 +346,21 @@ def checkpoint_payload(method, record: MethodRecord, n_items: int | None = None)
     payload = {"format": CHECKPOINT_FORMAT, "state": method.state_dict(), "extra": method.checkpoint_state(),
                "record": asdict(record), "rng": torch.get_rng_state()}
     return payload if n_items is None else payload | {"n_items": n_items}
+
+
+def scoring(method, task: Task, context: MethodContext, time_aware: bool, later: bool):
+    """The task and score function a row scores `task` with. In the time-aware scenario an
+    item-vocabulary task's test split is ranked among the items of its own time (ids 1..its
+    `n_items_known`; DITTO's released test ranks over the dictionary of the task's step,
+    train_ditto.py L490), its later data among every item known now (the inference script ranks
+    over its grown table, inference_past_tasks_update.py L152-165); ids are numbered by arrival,
+    so the task's items are a prefix of the grown model's outputs."""
+    if not time_aware or later or not task.item_vocabulary:
+        task = current(task, context, time_aware)
+        return task, partial(method.scores, task)
+    own = growth.at_vocabulary(task, growth.task_vocabulary(task, context.n_items))
+    now = current(task, context, time_aware)
+    return own, lambda inputs: method.scores(now, inputs)[:, :own.output_size]
 
 
 def current(task: Task, context: MethodContext, time_aware: bool) -> Task:
