@@ -149,6 +149,14 @@ def _drop_specific(preset: dict[str, Any], user: dict[str, Any]) -> None:
     for overrides in preset.get("method_train", {}).values():
         for key in (user_first or {}):
             overrides.get("first_task", {}).pop(key, None)
+    # An override the user's values emptied is no override: left behind as {"first_task": {}},
+    # it would still make the runner train the shared T1 model first (runner.method_context).
+    method_train = preset.get("method_train", {})
+    for name in list(method_train):
+        if method_train[name].get("first_task") == {}:
+            del method_train[name]["first_task"]
+        if not method_train[name]:
+            del method_train[name]
 
 
 def _derived(name: str, data: dict[str, Any]) -> None:
