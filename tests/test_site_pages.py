@@ -121,3 +121,16 @@ def test_reference_tables_set_published_values_beside_the_harness(checkout, monk
     assert f"| | difference | {harness - 0.5:+.4f} | – | – |" in rows
     assert "| Nope | published | – | – | – |" in rows and "| | harness | – | – | – |" in rows
     assert "[synthetic, order 1,2,3,4,5,6: paper defaults](synthetic-paper.md)" in rows
+
+
+def test_snapshot_heading_names_a_sampled_table(tmp_path):
+    """Two tables of one dataset and preset that differ by protocol get distinct README headings."""
+    pytest.importorskip("matplotlib")
+    for run in ("synthetic-all-s0", "synthetic-sampled-s0"):
+        shutil.copytree(PUBLISHED / run, tmp_path / "results" / "published" / run)
+    (tmp_path / "mkdocs.yml").write_text("site_name: t\n")
+    (tmp_path / "README.md").write_text(f"# t\n\n{site.SNAPSHOT_START}\n{site.SNAPSHOT_END}\n")
+    assert main(["leaderboard", "--results", str(tmp_path / "results")]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert "[synthetic quick](docs/results/synthetic-quick.md)" in readme
+    assert "[synthetic quick sampled](docs/results/synthetic-quick-sampled.md)" in readme

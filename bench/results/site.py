@@ -247,7 +247,8 @@ def snapshot(groups: list[leaderboard.Group], names: list[str]) -> str:
              "(docs/results/index.md); text: [`results/LEADERBOARD.md`](results/LEADERBOARD.md)):", ""]
     shown = [(g, n) for g, n in zip(groups, names)]
     headers = [f"[{g.dataset} {('tuned' if g.tuned_trials else g.preset)}"
-               f"{'' if g.backbone == 'nextitnet' else ' ' + g.backbone}](docs/results/{n}.md)" for g, n in shown]
+               f"{'' if g.backbone == 'nextitnet' else ' ' + g.backbone}{' sampled' if g.sampled else ''}]"
+               f"(docs/results/{n}.md)" for g, n in shown]
     methods = []
     for group, _ in shown:
         methods += [m for m in group.ranked_rows() if m not in methods]
