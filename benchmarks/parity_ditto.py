@@ -51,9 +51,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import shutil
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,7 +61,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ditto_release_data import ReleaseDataOptions, write_release_data  # noqa: E402
-from parity_teracon import call, mean_std  # noqa: E402
+from parity_teracon import call, copy_with_edits, last_score, mean_std  # noqa: E402
 
 SCRIPTS = ("train_task1.py", "train_ditto.py", "inference_past_tasks_update.py")
 SOURCES = SCRIPTS + ("ditto.py", "generator_hat_other.py", "utils.py", "data_loader.py")
@@ -116,33 +114,7 @@ def edits(d: int, dilations: list[int], causes: tuple[str, ...] = ()) -> list[tu
 
 def patch_copy(source: Path, target: Path, d: int, dilations: list[int], causes: tuple[str, ...] = ()) -> None:
     """Copy the released checkout's Python files to `target` and apply `edits` there."""
-    missing = [name for name in SOURCES if not (source / name).is_file()]
-    if missing:
-        raise SystemExit(f"error: {source} is not a DITTO_official checkout (missing {', '.join(missing)})")
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for path in source.glob("*.py"):
-        shutil.copy2(path, target / path.name)
-    for files, old, new in edits(d, dilations, causes):
-        for name in files:
-            text = (target / name).read_text()
-            if old not in text:
-                raise SystemExit(f"error: {name} of {source} has no `{old}`: not the release this benchmark knows")
-            (target / name).write_text(text.replace(old, new))
-    (target / "EDITS.txt").write_text("".join(f"{', '.join(files)}: {old!r} -> {new!r}\n"
-                                              for files, old, new in edits(d, dilations, causes)))
-
-
-def last_score(text: str) -> float:
-    """The last test score a released script logged: MRR@5 for item tasks, else hit@1 (accuracy)."""
-    mrr = re.findall(r"Accuracy mrr_5: ([0-9.eE+-]+)", text)
-    if mrr:
-        return float(mrr[-1])
-    accuracy = re.findall(r"accuracy\(hit@1\):\s*([0-9.]+)", text)
-    if not accuracy:
-        raise RuntimeError("no test score in the released script's log")
-    return float(accuracy[-1]) / 100.0
+    copy_with_edits(source, target, tuple(SOURCES), "a DITTO_official checkout", edits(d, dilations, causes))
 
 
 def class_numbers(kinds: list[str]) -> list[int]:

@@ -84,23 +84,30 @@ def edits(d: int, dilations: list[int]) -> list[tuple[tuple[str, ...], str, str]
 
 def patch_copy(source: Path, target: Path, d: int, dilations: list[int]) -> None:
     """Copy the released checkout's Python files to `target` and apply `edits` there."""
-    missing = [name for name in SCRIPTS + ("teracon.py", "generator_hat_other.py", "utils.py", "data_loader.py")
-               if not (source / name).is_file()]
+    copy_with_edits(source, target, SCRIPTS + ("teracon.py", "generator_hat_other.py", "utils.py", "data_loader.py"),
+                    "a TERACON checkout", edits(d, dilations))
+
+
+def copy_with_edits(source: Path, target: Path, required: tuple[str, ...], what: str,
+                    changes: list[tuple[tuple[str, ...], str, str]]) -> None:
+    """A copy of a released checkout's Python files with each (files, old, new) edit applied,
+    listed in EDITS.txt; a checkout without `required` files or an edit's text is one error."""
+    missing = [name for name in required if not (source / name).is_file()]
     if missing:
-        raise SystemExit(f"error: {source} is not a TERACON checkout (missing {', '.join(missing)})")
+        raise SystemExit(f"error: {source} is not {what} (missing {', '.join(missing)})")
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     for path in source.glob("*.py"):
         shutil.copy2(path, target / path.name)
-    for files, old, new in edits(d, dilations):
+    for files, old, new in changes:
         for name in files:
             text = (target / name).read_text()
             if old not in text:
                 raise SystemExit(f"error: {name} of {source} has no `{old}`: not the release this benchmark knows")
             (target / name).write_text(text.replace(old, new))
     (target / "EDITS.txt").write_text("".join(f"{', '.join(files)}: {old!r} -> {new!r}\n"
-                                              for files, old, new in edits(d, dilations)))
+                                              for files, old, new in changes))
 
 
 def write_data(directory: Path, users: int, items: int, seq_len: int, seed: int) -> list[Path]:
