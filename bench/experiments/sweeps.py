@@ -132,19 +132,21 @@ def run_records(sweep: Sweep, root: Path) -> Iterator[tuple[Any, list]]:
             yield entry, records
 
 
-def sweep_frames(sweep: Sweep, root: Path) -> dict[str, list]:
-    """Per order label: one comparison frame per finished run (seed)."""
+def sweep_frames(sweep: Sweep, root: Path, runs: list | None = None) -> dict[str, list]:
+    """Per order label: one comparison frame per finished run (seed); `runs`: `run_records`
+    already read."""
     frames: dict[str, list] = {order_label(order): [] for order in sweep.orders}
-    for entry, records in run_records(sweep, root):
+    for entry, records in runs if runs is not None else run_records(sweep, root):
         frames[order_label(entry.order)].append(run_frame(records, entry.order))
     return frames
 
 
 def render_sweep(sweep: Sweep, root: Path, fmt: str = "github") -> str:
     """One mean ± std table per order, then (with several orders) each method's sensitivity to order."""
-    frames = sweep_frames(sweep, root)
+    runs = list(run_records(sweep, root))  # every run's records, read once
+    frames = sweep_frames(sweep, root, runs)
     seeds = sorted({entry.seed for entry in sweep.runs})
-    records = [record for _, run in run_records(sweep, root) for record in run]
+    records = [record for _, run in runs for record in run]
     captions = [caption(records) for caption in (protocol_caption, scenario_caption)]
     parts = [f"Sweep {sweep.sweep_id}: mean ± std over seeds {', '.join(map(str, seeds))} "
              "(sample std; tasks numbered as in the dataset)." + "".join(f" {c}" for c in captions if c)]
