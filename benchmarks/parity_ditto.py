@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ditto_release_data import ReleaseDataOptions, write_release_data  # noqa: E402
-from parity_teracon import call, copy_with_edits, last_score, mean_std  # noqa: E402
+from parity_teracon import call, copy_with_edits, last_score, parity_tables  # noqa: E402
 
 SCRIPTS = ("train_task1.py", "train_ditto.py", "inference_past_tasks_update.py")
 SOURCES = SCRIPTS + ("ditto.py", "generator_hat_other.py", "utils.py", "data_loader.py")
@@ -223,38 +223,13 @@ def matrix_rows(record: dict, n_tasks: int) -> dict:
     return {"diagonal": [R[i][i] for i in range(n_tasks)], "final": R[-1]}
 
 
-def compare(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float, bool]:
-    """(difference b - a, tolerance max(0.02, combined std), within) of two (mean, std) pairs."""
-    (ma, sa), (mb, sb) = a, b
-    tolerance = max(0.02, math.sqrt(sa ** 2 + sb ** 2))
-    return mb - ma, tolerance, abs(mb - ma) <= tolerance
-
-
 def report(released: list[dict], harness: list[dict], label: str, kinds: list[str],
            released_label: str = "default") -> str:
     """Markdown tables: both sides' rows (mean ± std), the difference and the tolerance check."""
-    n_tasks = 1 + len(kinds)
     metric = ", ".join(f"T{k} {'accuracy' if kind == 'class' else 'MRR@5'}"
                        for k, kind in enumerate(["click"] + kinds, start=1))
-    lines = []
-    for row in ("final", "diagonal"):
-        lines += [f"\n{row} row ({len(released)} released / {len(harness)} harness seeds; {metric})\n",
-                  "| | " + " | ".join(f"T{n}" for n in range(1, n_tasks + 1)) + " | Avg |",
-                  "|---" * (n_tasks + 2) + "|"]
-        stats = {}
-        name = "released code" + ("" if released_label == "default" else f" {released_label}")
-        for side, results in ((name, released), (f"harness {label}", harness)):
-            if not results:
-                continue
-            columns = [mean_std([r[row][n] for r in results]) for n in range(n_tasks)]
-            stats[side] = columns + [mean_std([sum(r[row]) / n_tasks for r in results])]
-            lines.append(f"| {side} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in stats[side]) + " |")
-        if len(stats) == 2:
-            checks = [compare(a, b) for a, b in zip(*stats.values())]
-            lines.append("| difference | " + " | ".join(f"{diff:+.3f}" for diff, _, _ in checks) + " |")
-            lines.append("| within max(0.02, stds) | " + " | ".join(
-                f"{'yes' if ok else 'NO'} ({tol:.3f})" for _, tol, ok in checks) + " |")
-    return "\n".join(lines)
+    name = "released code" + ("" if released_label == "default" else f" {released_label}")
+    return parity_tables(released, harness, label, 1 + len(kinds), metric, name)
 
 
 def main(argv: list[str] | None = None) -> int:

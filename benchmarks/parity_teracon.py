@@ -219,29 +219,37 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def report(released: list[dict], harness: list[dict], label: str) -> str:
     """Markdown tables: both sides' rows (mean ± std), the difference and the tolerance check."""
+    return parity_tables(released, harness, label, N_TASKS, "MRR@5 T1-T3, accuracy T4-T6")
+
+
+def compare(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float, bool]:
+    """(difference b - a, tolerance max(0.02, combined std), within) of two (mean, std) pairs."""
+    (ma, sa), (mb, sb) = a, b
+    tolerance = max(0.02, math.sqrt(sa ** 2 + sb ** 2))
+    return mb - ma, tolerance, abs(mb - ma) <= tolerance
+
+
+def parity_tables(released: list[dict], harness: list[dict], label: str, n_tasks: int, metric: str,
+                  released_name: str = "released code") -> str:
+    """The final and diagonal rows of both sides (mean ± std over seeds, and of the per-seed
+    Avg), their difference and whether it is within max(0.02, the combined std)."""
     lines = []
     for row in ("final", "diagonal"):
-        lines += [f"\n{row} row ({len(released)} released / {len(harness)} harness seeds; "
-                  "MRR@5 T1-T3, accuracy T4-T6)\n",
-                  "| | " + " | ".join(f"T{n}" for n in range(1, N_TASKS + 1)) + " | Avg |",
-                  "|---" * (N_TASKS + 2) + "|"]
+        lines += [f"\n{row} row ({len(released)} released / {len(harness)} harness seeds; {metric})\n",
+                  "| | " + " | ".join(f"T{n}" for n in range(1, n_tasks + 1)) + " | Avg |",
+                  "|---" * (n_tasks + 2) + "|"]
         stats = {}
-        for side, results in (("released code", released), (f"harness {label}", harness)):
+        for side, results in ((released_name, released), (f"harness {label}", harness)):
             if not results:
                 continue
-            columns = [mean_std([r[row][n] for r in results]) for n in range(N_TASKS)]
-            averages = mean_std([sum(r[row]) / N_TASKS for r in results])
-            stats[side] = columns + [averages]
+            columns = [mean_std([r[row][n] for r in results]) for n in range(n_tasks)]
+            stats[side] = columns + [mean_std([sum(r[row]) / n_tasks for r in results])]
             lines.append(f"| {side} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in stats[side]) + " |")
         if len(stats) == 2:
-            (_, a), (_, b) = stats.items()
-            cells, verdict = [], []
-            for (ma, sa), (mb, sb) in zip(a, b):
-                tolerance = max(0.02, math.sqrt(sa ** 2 + sb ** 2))
-                cells.append(f"{mb - ma:+.3f}")
-                verdict.append(f"{'yes' if abs(mb - ma) <= tolerance else 'NO'} ({tolerance:.3f})")
-            lines.append("| difference | " + " | ".join(cells) + " |")
-            lines.append("| within max(0.02, stds) | " + " | ".join(verdict) + " |")
+            checks = [compare(a, b) for a, b in zip(*stats.values())]
+            lines.append("| difference | " + " | ".join(f"{diff:+.3f}" for diff, _, _ in checks) + " |")
+            lines.append("| within max(0.02, stds) | " + " | ".join(
+                f"{'yes' if ok else 'NO'} ({tol:.3f})" for _, tol, ok in checks) + " |")
     return "\n".join(lines)
 
 
