@@ -41,10 +41,17 @@ def start_worker(root: Path, storage: str, trials: int, heartbeat: int = 60,
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def kill_mid_trial(worker: subprocess.Popen, root: Path) -> None:
-    """kill -9 a `stop_mid_trial` worker at its first trial's stop point."""
+def wait_mid_trial(worker: subprocess.Popen, root: Path) -> None:
+    """Block until a `stop_mid_trial` worker has stopped itself in its first trial."""
     stopping.wait_stopped(worker)
     assert list((root / "tmp").glob(f"bench-trial-{worker.pid}-*"))  # its trial folder: mid-trial
+
+
+def kill_mid_trial(worker: subprocess.Popen, root: Path, stopped: bool = False) -> None:
+    """kill -9 a `stop_mid_trial` worker at its first trial's stop point (`stopped`: the test
+    already waited for that point with `wait_mid_trial`)."""
+    if not stopped:
+        wait_mid_trial(worker, root)
     worker.send_signal(signal.SIGKILL)
     worker.communicate()
     assert worker.returncode == -signal.SIGKILL
