@@ -134,3 +134,18 @@ def test_first_task_schedule_is_settable_and_recorded(tmp_path, t1_cache_root):
     assert len(torch.load(t1_model, weights_only=True)["log"]["epochs"]) == 2  # T1: its own 2 epochs
     logs = read_json(store.method_dir("FineSmax") / "epochs.json")
     assert logs and all(len(log["epochs"]) == 1 for log in logs)  # later tasks: train.epochs=1
+
+
+def test_a_method_with_its_own_train_settings_leaves_the_shared_t1_model_to_the_run(results_root, t1_cache_root):
+    """The shared T1 model is trained with the run-wide settings even when a method with its own
+    (`method_train`) asks for it first; a method that never asks (DITTO) has none trained."""
+    records, store = run_methods(["FineSmax", "FineAll"], results_root / "a",
+                                 method_train={"FineSmax": {"lr": 1e-2}})
+    assert records["FineSmax"].matrix()[0, 0] == records["FineAll"].matrix()[0, 0]
+    (meta,) = [read_json(path) for path in t1_cache_root.glob("t1-*.json")]
+    assert meta["meta"]["train"]["lr"] == 3e-3  # tiny_config's train.lr, not FineSmax's 1e-2
+
+    _, store = run_methods(["DITTO"], results_root / "b", method_train={"DITTO": {"lr": 5e-4}})
+    asked = store.environment["t1_cache"]
+    assert asked and not [name for name in asked if name.startswith("pretrained")], asked
+    assert len(list(t1_cache_root.glob("t1-*.pt"))) == 1  # still only the first run's

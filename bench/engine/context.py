@@ -45,6 +45,9 @@ class MethodContext:
     t1_cache: Path | None = None  # the shared T1 cache's folder; None: off (train in every run)
     on_t1: Callable[[str, dict], None] | None = None  # told each T1 model's cache key and hit
     protocol: Protocol | None = None  # how reported scores rank candidates (None: full ranking @5)
+    # the run-wide train settings, where a method's own (`method_train`) replaced `train`: the
+    # shared T1 model of the run's backbone is trained with these, whichever method asks first
+    shared_train: TrainConfig | None = None
     _pretrained: dict[str, dict] = field(default_factory=dict, repr=False)
 
     def fit(self, task: Task, parameters, loss_fn, score_fn, state: nn.Module,
@@ -95,6 +98,8 @@ class MethodContext:
         cost. It is trained under a fixed seed and taken from the T1 cache shared by runs
         and processes (bench/engine/t1cache.py); with that cache off, it is kept in the run's
         folder for resumed runs.
+        The model of the run's backbone is trained with the run-wide train settings even when
+        a method with its own (`method_train`) asks first, so every method gets the same one.
         A method whose paper uses another block (Conure: pre-LN, conv biases fixed at 0)
         passes its `backbone`; each distinct backbone is trained once (fields the backbone does
         not read are ignored: Conure's block on SASRec is the run's SASRec).
@@ -104,9 +109,12 @@ class MethodContext:
         """
         task = task or self.first_task
         backbone = backbones.canonical(backbone or self.backbone)
-        key = _file_key(task.name) + _backbone_suffix(backbone, backbones.canonical(self.backbone))
+        suffix = _backbone_suffix(backbone, backbones.canonical(self.backbone))  # '': the run's backbone
+        key = _file_key(task.name) + suffix
         vocabulary = task_vocabulary(task, self.n_items)  # the context's own when not time-aware
-        at_t1 = self if vocabulary == self.n_items else dataclasses.replace(self, n_items=vocabulary)
+        train = self.shared_train if self.shared_train is not None and not suffix else self.train
+        at_t1 = (self if vocabulary == self.n_items and train is self.train
+                 else dataclasses.replace(self, n_items=vocabulary, train=train))
         if key not in self._pretrained:
             path = self.cache_dir / f"pretrained-{key}.pt" if self.cache_dir else None
             entry = None

@@ -217,14 +217,15 @@ def resume_config(store: RunStore, given: dict, override: bool = False) -> RunCo
 
 
 def method_context(name: str, context: MethodContext, config: RunConfig) -> MethodContext:
-    """The context with the method's own train overrides; the shared T1 model is trained first
-    with the run-wide settings so every method still starts from the same model."""
+    """The context with the method's own train overrides; the shared T1 model keeps the
+    run-wide settings (`shared_train`), so every method still starts from the same model and a
+    method that never asks for it (DITTO) does not have it trained."""
     overrides = METHODS.options(name, config.method_train, variants=False)
     if not overrides:
         return context
-    context.pretrained()
     merged = merge_settings(dataclasses.asdict(config.train), overrides)
-    return dataclasses.replace(context, train=from_dict(TrainConfig, merged, f"method_train.{name}"))
+    return dataclasses.replace(context, train=from_dict(TrainConfig, merged, f"method_train.{name}"),
+                               shared_train=context.shared_train or context.train)
 
 
 def extra_rows(name: str, rows: dict[str, dict]) -> dict[str, dict]:
