@@ -86,6 +86,17 @@ def test_the_plan_gives_each_distinct_t1_model_one_job(tmp_path):
     assert make_plan(spec, tmp_path).t1_jobs == plan.t1_jobs  # the same plan every time
 
 
+def test_the_plan_probes_any_backbone_and_only_the_models_a_method_asks_for(tmp_path):
+    """On SASRec the probe stands in a SASRec T1 model (it once built a NextItNet and failed to
+    load); DITTO and Conure, whose preset train settings are their own, plan only their own T1
+    model, not the shared one they never use."""
+    spec = load_spec(None, _flags(name="q", methods=["FineSmax", "DITTO", "Conure"], seeds=[0], preset="paper",
+                                  set=["dataset_options.n_users=200", "backbone.name=sasrec"]))
+    plan = make_plan(spec, tmp_path)
+    kinds = {entry["method"]: [plan.t1_jobs[i].key.split("-")[0] for i in entry["t1"]] for entry in plan.runs}
+    assert kinds == {"FineSmax": ["t1"], "DITTO": ["ditto"], "Conure": ["conure"]}
+
+
 def test_a_grid_folder_holds_one_grid(tmp_path):
     make_plan(load_spec(None, _flags(name="p", methods=["DNN"], set=["train.epochs=1"])), tmp_path).save()
     with pytest.raises(BenchError, match="exists with other settings for p-DNN-s0"):

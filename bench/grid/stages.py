@@ -133,7 +133,7 @@ def _context_classes():
     from torch import nn
 
     from bench.engine import t1cache
-    from bench.engine.backbone import NextItNet, make_head
+    from bench.engine.backbone import build_encoder, make_head
     from bench.engine.context import MethodContext
 
     @dataclass
@@ -147,7 +147,7 @@ def _context_classes():
             if kind != "t1":
                 raise _Stop  # a method's own first model is the last thing its first step asks for
             with torch.random.fork_rng(devices=[]):  # as the real one: the global RNG is left as it was
-                encoder = NextItNet(self.n_items, backbone)
+                encoder = build_encoder(self.n_items, backbone)  # the run's backbone, whichever it is
                 return {"model": copy.deepcopy(nn.ModuleList([encoder, make_head(task, encoder)]).state_dict())}
 
         def fit(self, *args, **kwargs):
