@@ -150,7 +150,7 @@ def _drop_specific(preset: dict[str, Any], user: dict[str, Any]) -> None:
         for key in (user_first or {}):
             overrides.get("first_task", {}).pop(key, None)
     # An override the user's values emptied is no override: left behind as {"first_task": {}},
-    # it would still make the runner train the shared T1 model first (runner.method_context).
+    # it would still show in the run's config and split a leaderboard's setups for nothing.
     method_train = preset.get("method_train", {})
     for name in list(method_train):
         if method_train[name].get("first_task") == {}:

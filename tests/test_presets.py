@@ -55,9 +55,9 @@ def test_user_settings_override_the_preset_and_its_specific_values():
     assert config.method_options["PeterRec"]["bottleneck_dim"] == 32 // 4  # follows the user's d
 
 
-def test_a_method_override_the_user_empties_is_gone_so_no_shared_t1_is_trained():
+def test_a_method_override_the_user_empties_is_gone():
     """The user's train values replace DITTO's whole quick-preset override; an empty
-    {"first_task": {}} left behind would still make the runner train the shared T1 model first."""
+    {"first_task": {}} left behind would still be a method_train entry in the run's config."""
     config = build_run_config({"preset": "quick", "dataset": "ttl", "train": {
         "lr": 5e-4, "first_task": {"lr": 1e-2}}})
     assert "DITTO" not in config.method_train
