@@ -147,7 +147,7 @@ def _context_classes():
             if kind != "t1":
                 raise _Stop  # a method's own first model is the last thing its first step asks for
             with torch.random.fork_rng(devices=[]):  # as the real one: the global RNG is left as it was
-                encoder = build_encoder(self.n_items, backbone)  # the run's backbone, whichever it is
+                encoder = build_encoder(self.n_items, backbone)  # the backbone asked for (any plugin)
                 return {"model": copy.deepcopy(nn.ModuleList([encoder, make_head(task, encoder)]).state_dict())}
 
         def fit(self, *args, **kwargs):
