@@ -402,3 +402,20 @@ def test_a_split_beyond_its_tasks_vocabulary_is_one_error(monkeypatch):
     with pytest.raises(BenchError, match=r"task T2-items's train split holds item id 44, beyond the 41 items "
                                          r"the task knows"):
         runner.prepare(tiny_config(methods=["SinMo"]))
+
+
+def test_the_caption_says_extra_rows_are_never_on_later_data():
+    """Conure- scores each task right after its own step (its test split), so in the time-aware
+    scenario its row is not the later data its method's row shows: the caption says so."""
+    from bench.results.store import MethodRecord
+    from bench.results.tables import scenario_caption
+
+    plain = MethodRecord("SinMo", ["T1", "T2"], {"T1": "mrr@5", "T2": "mrr@5"})
+    plain.scenario = {"name": "time-aware", "later": ["T1"]}
+    assert "Conure-" not in scenario_caption([plain])
+    conure = MethodRecord("Conure", ["T1", "T2"], {"T1": "mrr@5", "T2": "mrr@5"})
+    conure.scenario, conure.variants = dict(plain.scenario), {"Conure-": {"T1": {"mrr@5": 0.6}}}
+    caption = scenario_caption([plain, conure])
+    assert caption.startswith("Time-aware scenario: past tasks scored on later data (rows after a task's own step, for T1)")
+    assert caption.endswith("Conure- scores each task right after its own step, on its test split "
+                            "(as the diagonal), not on later data.")

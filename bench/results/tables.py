@@ -134,8 +134,13 @@ def scenario_caption(records: list[MethodRecord]) -> str | None:
         return None
     if not later:
         return "Time-aware scenario: the item vocabulary grows from task to task (no task has later data)."
-    return ("Time-aware scenario: past tasks scored on later data (rows after a task's own step, "
-            f"for {', '.join(later)}); each task's own row on its test split.")
+    caption = ("Time-aware scenario: past tasks scored on later data (rows after a task's own step, "
+               f"for {', '.join(later)}); each task's own row on its test split.")
+    extra = sorted({row for record in records for row in record.variants})
+    if extra:  # e.g. Conure-: each task right after its own step, so never on later data
+        caption += (f" {', '.join(extra)} score{'s' if len(extra) == 1 else ''} each task right after its "
+                    "own step, on its test split (as the diagonal), not on later data.")
+    return caption
 
 
 def _as_settings(evaluation: dict) -> dict:
