@@ -370,6 +370,16 @@ def test_leaderboard_keeps_time_aware_runs_apart_and_says_so(tmp_path):
     assert len(tables) == 2  # two setups: the time-aware run's dataset options differ
     assert sum("Time-aware scenario: past tasks scored on later data" in table for table in tables) == 1
     assert sum(table.split("\n")[0].count("; time-aware scenario") for table in tables) == 1  # in the heading
+    from bench.results import site
+
+    groups = leaderboard.gather(tmp_path / leaderboard.PUBLISHED)
+    assert sorted(site.slugs(groups)) == ["synthetic-quick", "synthetic-quick-time-aware"]  # pages apart, named
+    assert "[synthetic quick time-aware](docs/results/synthetic-quick-time-aware.md)" in site.snapshot(
+        groups, site.slugs(groups))
+    pages = {slug: site.group_page(group, slug, tmp_path / leaderboard.PUBLISHED)
+             for group, slug in zip(groups, site.slugs(groups))}
+    assert "Dataset options: `new_items=0.1`." in pages["synthetic-quick-time-aware"]
+    assert "Dataset options" not in pages["synthetic-quick"]
 
 
 def test_time_aware_synthetic_data_writes_in_the_ditto_layout(tmp_path):

@@ -71,8 +71,8 @@ def readme_for(results: Path) -> Path | None:
 
 
 def slugs(groups: list[leaderboard.Group]) -> list[str]:
-    """Stable page names: dataset, order when not the default, preset, 'tuned'; the setup hash
-    only when two groups would otherwise share a name."""
+    """Stable page names: dataset, order when not the default, preset, backbone, 'tuned',
+    'sampled', 'time-aware'; the setup hash only when two groups would otherwise share a name."""
     names = []
     for group in groups:
         parts = [group.dataset]
@@ -85,6 +85,8 @@ def slugs(groups: list[leaderboard.Group]) -> list[str]:
             parts.append("tuned")
         if group.sampled:
             parts.append("sampled")
+        if group.scenario:
+            parts.append("time-aware")
         names.append(_safe("-".join(parts)))
     return [f"{name}-{group.setup}" if names.count(name) > 1 else name for name, group in zip(names, groups)]
 
@@ -130,6 +132,10 @@ def group_page(group: leaderboard.Group, slug: str, published: Path) -> str:
              f"({group.fewest_seeds()} or more per row). Click a column header to sort by it "
              "(again to reverse). Bold: ahead of the runner-up by more than both stds combined, "
              f"with at least {leaderboard.MIN_SEEDS} seeds.", ""]
+    options = _run_config(group, published).get("dataset_options") or {}
+    if options:  # a table of non-default data (the time-aware scenario's new items, say) names it
+        lines += ["Dataset options: " + ", ".join(f"`{key}={json.dumps(value)}`" for key, value in sorted(options.items()))
+                  + ".", ""]
     caption = leaderboard.missing_first_caption(frame)
     if caption:
         lines += [caption, ""]
@@ -247,7 +253,8 @@ def snapshot(groups: list[leaderboard.Group], names: list[str]) -> str:
              "(docs/results/index.md); text: [`results/LEADERBOARD.md`](results/LEADERBOARD.md)):", ""]
     shown = [(g, n) for g, n in zip(groups, names)]
     headers = [f"[{g.dataset} {('tuned' if g.tuned_trials else g.preset)}"
-               f"{'' if g.backbone == 'nextitnet' else ' ' + g.backbone}{' sampled' if g.sampled else ''}]"
+               f"{'' if g.backbone == 'nextitnet' else ' ' + g.backbone}{' sampled' if g.sampled else ''}"
+               f"{' time-aware' if g.scenario else ''}]"
                f"(docs/results/{n}.md)" for g, n in shown]
     methods = []
     for group, _ in shown:
