@@ -349,9 +349,9 @@ def test_leaderboard_keeps_time_aware_runs_apart_and_says_so(tmp_path):
 
     from bench.results import leaderboard
 
-    def publish(run_id, dataset_options, scenario):
+    def publish(run_id, dataset_options, scenario, method="SinMo", variants=None):
         folder = tmp_path / leaderboard.PUBLISHED / run_id
-        (folder / "methods" / "SinMo").mkdir(parents=True)
+        (folder / "methods" / method).mkdir(parents=True)
         config = {"dataset": "synthetic", "dataset_options": dataset_options, "seed": 0, "preset": "quick",
                   "order": None, "eval_split": "test", "method_options": {}}
         (folder / "config.json").write_text(json.dumps(config))
@@ -359,17 +359,21 @@ def test_leaderboard_keeps_time_aware_runs_apart_and_says_so(tmp_path):
         steps = [{"row": row, "tasks": [f"T{row + 1}"], "seconds": 1.0, "parameters": 10, "backbones": 1,
                   "scores": {f"T{j + 1}": {"mrr@5": 0.5} for j in range(row + 1)},
                   **({"later": [f"T{j + 1}" for j in range(row)]} if scenario else {})} for row in range(2)]
-        record = {"method": "SinMo", "tasks": ["T1", "T2"], "metrics": {"T1": "mrr@5", "T2": "mrr@5"},
-                  "steps": steps, "complete": True, "scenario": scenario}
-        (folder / "methods" / "SinMo" / "result.json").write_text(json.dumps(record))
+        record = {"method": method, "tasks": ["T1", "T2"], "metrics": {"T1": "mrr@5", "T2": "mrr@5"},
+                  "steps": steps, "complete": True, "scenario": scenario, "variants": variants or {}}
+        (folder / "methods" / method / "result.json").write_text(json.dumps(record))
 
     publish("standard", {}, {})
     publish("timed", {"new_items": 0.1}, {"name": "time-aware", "later": ["T1"]})
+    # a grid's single-method run of the same setup: its Conure- row is named in the one caption
+    publish("timed-conure", {"new_items": 0.1}, {"name": "time-aware", "later": ["T1"]}, "Conure",
+            {"Conure-": {"T1": {"mrr@5": 0.6}, "T2": {"mrr@5": 0.5}}})
     text = leaderboard.generate(tmp_path)
     tables = text.split("### ")[1:]
     assert len(tables) == 2  # two setups: the time-aware run's dataset options differ
     assert sum("Time-aware scenario: past tasks scored on later data" in table for table in tables) == 1
     assert sum(table.split("\n")[0].count("; time-aware scenario") for table in tables) == 1  # in the heading
+    assert sum("Conure- scores each task right after its own step" in table for table in tables) == 1
     from bench.results import site
 
     groups = leaderboard.gather(tmp_path / leaderboard.PUBLISHED)

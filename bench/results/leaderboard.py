@@ -237,6 +237,7 @@ def _declared_overrides(row: str) -> dict | None:
 
 def gather(published: Path) -> list[Group]:
     groups: dict[tuple, Group] = {}
+    scenario_records: dict[tuple, list] = {}  # every run's records: single-method runs of a grid too
     directories = sorted(p for p in Path(published).iterdir()  # not a publisher's hidden folders
                          if is_safe_name(p.name) and (p / "config.json").exists()) \
         if Path(published).exists() else []
@@ -255,7 +256,7 @@ def gather(published: Path) -> list[Group]:
                                              backbone=(config.get("backbone") or {}).get("name", "nextitnet"),
                                              tuned_trials=tuned))
         frame = run_frame(records, order)
-        group.scenario = group.scenario or scenario_caption(records)
+        scenario_records.setdefault(key, []).extend(records)
         for method in frame.index:
             group.frames[method].append(frame.loc[[method]])
             group.seeds[method].append(int(config.get("seed", 0)))
@@ -263,6 +264,8 @@ def gather(published: Path) -> list[Group]:
         commit = store.environment.get("commit")
         if commit and commit not in group.commits:
             group.commits.append(commit)
+    for key, group in groups.items():
+        group.scenario = scenario_caption(scenario_records[key])
     return [groups[key] for key in sorted(groups)]  # per dataset and order: defaults, then tuned
 
 
