@@ -47,11 +47,8 @@ def wait_mid_trial(worker: subprocess.Popen, root: Path) -> None:
     assert list((root / "tmp").glob(f"bench-trial-{worker.pid}-*"))  # its trial folder: mid-trial
 
 
-def kill_mid_trial(worker: subprocess.Popen, root: Path, stopped: bool = False) -> None:
-    """kill -9 a `stop_mid_trial` worker at its first trial's stop point (`stopped`: the test
-    already waited for that point with `wait_mid_trial`)."""
-    if not stopped:
-        wait_mid_trial(worker, root)
+def kill_stopped(worker: subprocess.Popen) -> None:
+    """kill -9 a worker that `wait_mid_trial` saw stopped."""
     worker.send_signal(signal.SIGKILL)
     worker.communicate()
     assert worker.returncode == -signal.SIGKILL
@@ -86,7 +83,8 @@ def test_two_workers_together_finish_exactly_the_requested_trials(root):
 def test_killed_worker_trial_is_failed_and_retried(root):
     storage = f"sqlite:///{root / 'shared.db'}"
     worker = start_worker(root, storage, trials=3, heartbeat=1, stop_mid_trial=True)
-    kill_mid_trial(worker, root)
+    wait_mid_trial(worker, root)
+    kill_stopped(worker)
     killed = tuning.open_study(storage, "shared").trials
     assert [t.state.name for t in killed][-1] == "RUNNING"  # what kill -9 leaves behind
 
