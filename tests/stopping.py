@@ -55,6 +55,13 @@ def wait_stopped(process: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.01)
 
 
+def kill(process: subprocess.Popen) -> None:
+    """kill -9 a child (stopped or not), drain its pipes, and check that the signal ended it."""
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+
+
 def _install(after: str, when_exists: str | None) -> None:
     import importlib
     import inspect

@@ -442,13 +442,6 @@ def _stopped_at_step(process: subprocess.Popen, results: Path, steps: int) -> No
     assert len(stored) == steps
 
 
-def _kill(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
-
-
 SLOW_TINY = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "--set", "dataset_options.n_items=30",
              "--set", "backbone.embedding_dim=16", "--set", "backbone.dilations=[1,2]", "--epochs", "2",
              "--set", "train.patience=3", "--device", "cpu", "--quiet"]
@@ -456,20 +449,22 @@ SLOW_TINY = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "-
 
 @pytest.mark.slow
 def test_kill_9_twice_then_resume_is_bit_identical_and_the_lock_dies_with_the_process(capsys, tmp_path):
+    from tests import stopping
+
     results = tmp_path / "results"
     code, _, err = cli(capsys, "run", *SLOW_TINY, "--run-id", "reference", "--results", results)
     assert code == 0, err
 
     process = _spawn(results, *SLOW_TINY, "--run-id", "k")
     _stopped_at_step(process, results, 1)
-    _kill(process)
+    stopping.kill(process)
     process = _spawn(results, "--resume", "k", "--quiet")
     _stopped_at_step(process, results, 2)  # the resumed process, stopped mid-run: it holds the lock
     code, _, err = cli(capsys, "run", "--resume", "k", "--results", results)  # a second, concurrent resume
     assert_one_error(code, err, "run 'k' is in use by another process")
     process.send_signal(signal.SIGCONT)
     _stopped_at_step(process, results, 3)
-    _kill(process)
+    stopping.kill(process)
 
     code, _, err = cli(capsys, "run", "--resume", "k", "--quiet", "--results", results)  # the lock died with it
     assert code == 0, err

@@ -207,17 +207,13 @@ KILLED = ["--methods", "SinMoAll", "--set", "dataset_options.n_users=200", "--se
 
 @pytest.mark.slow
 def test_sigkill_after_an_in_task_checkpoint_then_resume_is_bit_identical(capsys, tmp_path):
-    import signal
-
+    from tests import stopping
     from tests.test_bad_input import cli
 
     results = tmp_path / "results"
     assert cli(capsys, "run", *KILLED, "--run-id", "reference", "--results", results)[0] == 0
     process = _spawn_stopping_after_first_fit_checkpoint(results, "k")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
+    stopping.kill(process)
     store = RunStore.open("k", results)
     assert len(store.load_record("SinMoAll").steps) == 1, "killed inside the second task"
 

@@ -25,7 +25,8 @@ import pytest
 
 from bench.cli import main
 from bench.experiments import tuning
-from test_tuning_workers import kill_stopped, start_worker, states, wait_mid_trial
+from tests import stopping
+from test_tuning_workers import start_worker, states, wait_mid_trial
 
 SERVER_USER = "postgres"  # the server refuses to run as root; Debian's package creates this user
 
@@ -101,7 +102,7 @@ def test_two_workers_on_postgres_one_killed_finish_exactly_the_trials(root, post
     # could finish all four trials before the victim reached its first (CI saw it: "running up to 0")
     wait_mid_trial(victim, root)
     survivor = start_worker(root, postgres_url, trials=4, heartbeat=1)
-    kill_stopped(victim)
+    stopping.kill(victim)
     out, err = survivor.communicate(timeout=300)
     assert survivor.returncode == 0, err
     assert "postgresql://bench@127.0.0.1" in err  # the study line names the server (no password)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,13 +46,6 @@ def wait_mid_trial(worker: subprocess.Popen, root: Path) -> None:
     assert list((root / "tmp").glob(f"bench-trial-{worker.pid}-*"))  # its trial folder: mid-trial
 
 
-def kill_stopped(worker: subprocess.Popen) -> None:
-    """kill -9 a worker that `wait_mid_trial` saw stopped."""
-    worker.send_signal(signal.SIGKILL)
-    worker.communicate()
-    assert worker.returncode == -signal.SIGKILL
-
-
 def states(storage: str) -> Counter:
     return Counter(t.state.name for t in tuning.open_study(storage, "shared").trials)
 
@@ -84,7 +76,7 @@ def test_killed_worker_trial_is_failed_and_retried(root):
     storage = f"sqlite:///{root / 'shared.db'}"
     worker = start_worker(root, storage, trials=3, heartbeat=1, stop_mid_trial=True)
     wait_mid_trial(worker, root)
-    kill_stopped(worker)
+    stopping.kill(worker)
     killed = tuning.open_study(storage, "shared").trials
     assert [t.state.name for t in killed][-1] == "RUNNING"  # what kill -9 leaves behind
 
